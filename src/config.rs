@@ -1,0 +1,320 @@
+//! Settings, their defaults and validation, and [`ReaderBuilder`].
+
+use std::fmt;
+use std::sync::Arc;
+
+use rayon::ThreadPool;
+
+use crate::error::{Error, Result};
+use crate::reader::PrefetchReader;
+use crate::source::RangeSource;
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+
+/// Default number of range requests in flight per reader: 16.
+///
+/// Cloud object stores cap each connection at roughly 25–100 MiB/s; sixteen
+/// of them fill a multi-gigabit link, as gcsfs and s3transfer default to.
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
+/// Default cap on bytes allocated for blocks ahead of and behind the reader:
+/// 256 MiB.
+///
+/// Sixteen connections each fetching a [`DEFAULT_MAX_PART_SIZE`] part fit in
+/// it, which keeps a 20 ms, 50 MiB/s connection about 94 % busy (gcsfs also
+/// prefetches up to 256 MiB).
+pub const DEFAULT_MAX_PREFETCH: u64 = 256 * MIB;
+
+/// Default smallest read-ahead request: 1 MiB.
+///
+/// Below that a request's round trip (5–50 ms) costs more than its
+/// transfer, so read-ahead never splits a block into smaller parts. The
+/// first request after open or a hard seek is not read-ahead and may be
+/// smaller (see [`DEFAULT_FIRST_REQUEST_SIZE`]).
+pub const DEFAULT_MIN_PART_SIZE: u64 = MIB;
+
+/// Default largest request: 16 MiB.
+///
+/// A part costs one round trip before its first byte; at 20 ms and 50 MiB/s
+/// a 16 MiB part keeps its connection 94 % busy, and sixteen of them fit in
+/// [`DEFAULT_MAX_PREFETCH`].
+pub const DEFAULT_MAX_PART_SIZE: u64 = 16 * MIB;
+
+/// Default smallest first request after open or a hard seek: 64 KiB.
+///
+/// Small enough that the first byte comes back in about one round trip and
+/// random reads fetch little more than they read; large enough that a
+/// reader of 8 KiB buffers makes several reads from it while read-ahead
+/// starts.
+pub const DEFAULT_FIRST_REQUEST_SIZE: u64 = 64 * KIB;
+
+/// Default window kept behind the reader: 1 MiB.
+///
+/// zip, tar and parquet readers seek back a little (to a header, a footer);
+/// such seeks are served from memory without a request, as Mountpoint does
+/// with the same size.
+pub const DEFAULT_WINDOW_BEHIND: u64 = MIB;
+
+/// Validated settings of one reader.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) concurrency: usize,
+    pub(crate) max_prefetch: u64,
+    pub(crate) min_part_size: u64,
+    pub(crate) max_part_size: u64,
+    pub(crate) first_request_size: u64,
+    pub(crate) window_behind: u64,
+    pub(crate) io_pool: Option<Arc<ThreadPool>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            concurrency: DEFAULT_CONCURRENCY,
+            max_prefetch: DEFAULT_MAX_PREFETCH,
+            min_part_size: DEFAULT_MIN_PART_SIZE,
+            max_part_size: DEFAULT_MAX_PART_SIZE,
+            first_request_size: DEFAULT_FIRST_REQUEST_SIZE,
+            window_behind: DEFAULT_WINDOW_BEHIND,
+            io_pool: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("concurrency", &self.concurrency)
+            .field("max_prefetch", &self.max_prefetch)
+            .field("min_part_size", &self.min_part_size)
+            .field("max_part_size", &self.max_part_size)
+            .field("first_request_size", &self.first_request_size)
+            .field("window_behind", &self.window_behind)
+            .field("io_pool", &self.io_pool.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+impl Config {
+    fn invalid(setting: &'static str, reason: String) -> Error {
+        Error::InvalidConfig { setting, reason }
+    }
+
+    /// Checks every setting and combination; the error names them.
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.concurrency == 0 {
+            return Err(Self::invalid("concurrency", "must be at least 1".into()));
+        }
+        if self.max_prefetch == 0 {
+            return Err(Self::invalid(
+                "max_prefetch",
+                "must be a positive number of bytes".into(),
+            ));
+        }
+        if self.min_part_size == 0 {
+            return Err(Self::invalid(
+                "min_part_size",
+                "must be a positive number of bytes".into(),
+            ));
+        }
+        if self.first_request_size == 0 {
+            return Err(Self::invalid(
+                "first_request_size",
+                "must be a positive number of bytes".into(),
+            ));
+        }
+        if self.min_part_size > self.max_part_size {
+            return Err(Self::invalid(
+                "min_part_size and max_part_size",
+                format!(
+                    "min_part_size ({}) exceeds max_part_size ({})",
+                    self.min_part_size, self.max_part_size
+                ),
+            ));
+        }
+        if self.first_request_size > self.max_part_size {
+            return Err(Self::invalid(
+                "first_request_size and max_part_size",
+                format!(
+                    "first_request_size ({}) exceeds max_part_size ({})",
+                    self.first_request_size, self.max_part_size
+                ),
+            ));
+        }
+        let floor = self.min_part_size.saturating_add(self.window_behind);
+        if self.max_prefetch < floor {
+            return Err(Self::invalid(
+                "max_prefetch",
+                format!(
+                    "max_prefetch ({}) is below min_part_size ({}) plus window_behind ({})",
+                    self.max_prefetch, self.min_part_size, self.window_behind
+                ),
+            ));
+        }
+        if self.max_part_size > self.max_prefetch - self.window_behind {
+            return Err(Self::invalid(
+                "max_part_size",
+                format!(
+                    "max_part_size ({}) exceeds max_prefetch ({}) minus window_behind ({})",
+                    self.max_part_size, self.max_prefetch, self.window_behind
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Makes [`PrefetchReader`]s with chosen settings; one builder opens many
+/// objects.
+///
+/// Every setting has a default, named by a constant of this crate; `build`
+/// checks them all and names the one at fault.
+///
+/// ```
+/// use prefetch_reader::{MemorySource, PrefetchReader};
+///
+/// let mut builder = PrefetchReader::builder();
+/// builder.concurrency(4).max_prefetch(64 << 20);
+/// let a = builder.build(MemorySource::new(vec![1; 10]))?;
+/// let b = builder.build(MemorySource::new(vec![2; 10]))?;
+///
+/// let err = PrefetchReader::builder().concurrency(0).build(MemorySource::new(vec![])).unwrap_err();
+/// assert!(err.to_string().contains("concurrency"));
+/// # Ok::<(), prefetch_reader::Error>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ReaderBuilder {
+    config: Config,
+}
+
+impl ReaderBuilder {
+    /// A builder with every default.
+    pub fn new() -> ReaderBuilder {
+        ReaderBuilder::default()
+    }
+
+    /// Most range requests in flight at once. Defaults to
+    /// [`DEFAULT_CONCURRENCY`] (16). Must be at least 1.
+    pub fn concurrency(&mut self, concurrency: usize) -> &mut Self {
+        self.config.concurrency = concurrency;
+        self
+    }
+
+    /// Most bytes allocated for blocks (in flight, queued, buffered and
+    /// behind the reader). Defaults to [`DEFAULT_MAX_PREFETCH`] (256 MiB).
+    /// Must be at least `min_part_size + window_behind`, and at least
+    /// `max_part_size + window_behind`.
+    pub fn max_prefetch(&mut self, bytes: u64) -> &mut Self {
+        self.config.max_prefetch = bytes;
+        self
+    }
+
+    /// Smallest read-ahead request. Defaults to [`DEFAULT_MIN_PART_SIZE`]
+    /// (1 MiB).
+    pub fn min_part_size(&mut self, bytes: u64) -> &mut Self {
+        self.config.min_part_size = bytes;
+        self
+    }
+
+    /// Largest request. Defaults to [`DEFAULT_MAX_PART_SIZE`] (16 MiB).
+    pub fn max_part_size(&mut self, bytes: u64) -> &mut Self {
+        self.config.max_part_size = bytes;
+        self
+    }
+
+    /// Smallest first request after open or a hard seek (the read's size
+    /// is rounded up to it). Defaults to [`DEFAULT_FIRST_REQUEST_SIZE`]
+    /// (64 KiB).
+    pub fn first_request_size(&mut self, bytes: u64) -> &mut Self {
+        self.config.first_request_size = bytes;
+        self
+    }
+
+    /// Bytes kept behind the reader, so short backward seeks make no
+    /// request. Defaults to [`DEFAULT_WINDOW_BEHIND`] (1 MiB); 0 keeps
+    /// nothing.
+    pub fn window_behind(&mut self, bytes: u64) -> &mut Self {
+        self.config.window_behind = bytes;
+        self
+    }
+
+    /// Runs range requests on `pool` instead of the crate's shared I/O pool
+    /// (see [`PrefetchReader`] for how that one is sized).
+    pub fn io_pool(&mut self, pool: Arc<ThreadPool>) -> &mut Self {
+        self.config.io_pool = Some(pool);
+        self
+    }
+
+    /// Makes a reader over `source` and starts its producer thread. No
+    /// request is made until the first read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the setting at fault, or
+    /// [`Error::Io`] if the producer thread cannot be started.
+    pub fn build<S: RangeSource>(&self, source: S) -> Result<PrefetchReader<S>> {
+        self.config.validate()?;
+        PrefetchReader::start(source, self.config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(edit: impl FnOnce(&mut Config)) -> Result<()> {
+        let mut config = Config::default();
+        edit(&mut config);
+        config.validate()
+    }
+
+    fn setting_of(result: Result<()>) -> &'static str {
+        match result {
+            Err(Error::InvalidConfig { setting, .. }) => setting,
+            other => panic!("expected an invalid setting, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        check(|_| {}).expect("defaults");
+    }
+
+    #[test]
+    fn zero_settings_are_errors_naming_them() {
+        assert_eq!(setting_of(check(|c| c.concurrency = 0)), "concurrency");
+        assert_eq!(setting_of(check(|c| c.max_prefetch = 0)), "max_prefetch");
+        assert_eq!(setting_of(check(|c| c.min_part_size = 0)), "min_part_size");
+        assert_eq!(
+            setting_of(check(|c| c.first_request_size = 0)),
+            "first_request_size"
+        );
+    }
+
+    #[test]
+    fn max_prefetch_below_min_part_plus_window_behind_is_an_error_naming_both() {
+        let err = check(|c| {
+            c.max_prefetch = MIB;
+            c.max_part_size = MIB;
+        })
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("min_part_size") && text.contains("window_behind"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parts_larger_than_the_window_are_an_error() {
+        assert_eq!(
+            setting_of(check(|c| c.max_part_size = c.max_prefetch)),
+            "max_part_size"
+        );
+        assert_eq!(
+            setting_of(check(|c| c.min_part_size = c.max_part_size + 1)),
+            "min_part_size and max_part_size"
+        );
+    }
+}

@@ -1,0 +1,52 @@
+//! A blocking `Read + Seek + BufRead` over remote objects that reads at the
+//! speed of the network.
+//!
+//! [`PrefetchReader`] wraps a [`RangeSource`] (an object with a length that
+//! can fill a buffer from any offset) and, while the caller reads, fetches
+//! ranges ahead of it on a pool of I/O threads, up to `concurrency` at once.
+//! Hand it to anything that takes a reader (`std::io::copy`, `zip`, `tar`,
+//! `flate2`, a parser) without an async runtime and without downloading the
+//! whole object first.
+//!
+//! ```
+//! use prefetch_reader::{MemorySource, PrefetchReader};
+//! use std::io::{Read, Seek, SeekFrom};
+//!
+//! let data: Vec<u8> = (0..1_000_000u32).map(|i| i as u8).collect();
+//! let mut reader = PrefetchReader::builder()
+//!     .concurrency(8)
+//!     .build(MemorySource::new(data.clone()))?;
+//!
+//! let mut copy = Vec::new();
+//! std::io::copy(&mut reader, &mut copy)?;
+//! assert_eq!(copy, data);
+//!
+//! reader.seek(SeekFrom::Start(10))?;
+//! let mut ten = [0; 10];
+//! reader.read_exact(&mut ten)?;
+//! assert_eq!(ten[..], data[10..20]);
+//! println!("{:?}", reader.stats());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Sources: [`MemorySource`], [`FileSource`] (positional reads) and
+//! [`MmapSource`] (a memory map, `unsafe` to open), or your own
+//! [`RangeSource`].
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod config;
+mod error;
+mod prefetch;
+mod reader;
+mod source;
+mod stats;
+
+pub use config::{
+    ReaderBuilder, DEFAULT_CONCURRENCY, DEFAULT_FIRST_REQUEST_SIZE, DEFAULT_MAX_PART_SIZE,
+    DEFAULT_MAX_PREFETCH, DEFAULT_MIN_PART_SIZE, DEFAULT_WINDOW_BEHIND,
+};
+pub use error::{Error, Result};
+pub use prefetch::IO_THREADS;
+pub use reader::PrefetchReader;
+pub use source::{FetchContext, FileSource, MemorySource, MmapSource, RangeSource};
+pub use stats::Stats;

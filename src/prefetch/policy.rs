@@ -1,0 +1,485 @@
+//! The prefetch policy: what to request next, and how large. Pure: no
+//! threads, no clocks; the producer feeds it events and asks it for the next
+//! request, and its tests replay request traces.
+//!
+//! The reasoning, in order of precedence:
+//! - `max_prefetch` caps everything: the window ahead of the reader never
+//!   exceeds `max_prefetch - window_behind`, and bytes allocated for blocks
+//!   (abandoned ones included) never exceed `max_prefetch + max_part_size`.
+//! - Demand first: the bytes the reader is waiting for are always requested,
+//!   whatever the window. After open or a hard seek that is the read's size,
+//!   rounded up to `first_request_size`, so the first byte comes back in one
+//!   round trip and random reads fetch what they read.
+//! - Read-ahead starts at the [`READAHEAD_AFTER_READS`]th read in a row
+//!   without a hard seek. Its parts start at `min_part_size` and double with
+//!   each completed part, towards the size the link asks for: a part costs a
+//!   round trip before its first byte, so a connection is busy
+//!   `(s/bw) / (rtt + s/bw)` of the time; [`PART_ROUND_TRIPS`] round trips'
+//!   worth of bytes keeps it 95 % busy. The running average of read sizes is
+//!   a floor (a caller reading 16 MiB at a time gets 16 MiB parts).
+//! - The window ahead is `concurrency` parts, so every connection has work.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::config::Config;
+
+/// Read-ahead starts at this many reads in a row without a hard seek.
+/// Fewer and random readers (a read after each seek) would pay for data
+/// they never read; more and sequential readers wait longer for full speed.
+pub(crate) const READAHEAD_AFTER_READS: u32 = 3;
+
+/// How many recent read sizes the running average covers, as gcsfs.
+const READ_SIZE_HISTORY: usize = 10;
+
+/// A part of this many round trips' worth of bytes keeps its connection
+/// busy 19/20 = 95 % of the time.
+const PART_ROUND_TRIPS: f64 = 19.0;
+
+/// Weight of a new sample in the link estimates: recent parts matter most,
+/// one slow part does not swing the size.
+const LINK_SAMPLE_WEIGHT: f64 = 0.25;
+
+/// Transfers shorter than this say little about bandwidth (the clock's
+/// grain and scheduling noise dominate), so they are not sampled.
+const MIN_BANDWIDTH_SAMPLE: Duration = Duration::from_micros(500);
+
+/// The running average of the last [`READ_SIZE_HISTORY`] read sizes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ReadSizes {
+    history: VecDeque<u64>,
+    sum: u64,
+}
+
+impl ReadSizes {
+    pub(crate) fn add(&mut self, size: u64) {
+        if self.history.len() == READ_SIZE_HISTORY {
+            self.sum -= self.history.pop_front().unwrap_or(0);
+        }
+        self.history.push_back(size);
+        self.sum += size;
+    }
+
+    /// The average, or 0 with no history.
+    pub(crate) fn average(&self) -> u64 {
+        match self.history.len() {
+            0 => 0,
+            n => self.sum / n as u64,
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.history.clear();
+        self.sum = 0;
+    }
+}
+
+/// Time to first byte and per-connection bandwidth, measured as parts
+/// complete; kept across seeks (the link does not change with them).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct LinkEstimate {
+    rtt_secs: Option<f64>,
+    bytes_per_sec: Option<f64>,
+}
+
+impl LinkEstimate {
+    fn blend(old: Option<f64>, sample: f64) -> Option<f64> {
+        Some(match old {
+            None => sample,
+            Some(old) => old + LINK_SAMPLE_WEIGHT * (sample - old),
+        })
+    }
+
+    /// Records one completed request of `bytes`, whose first byte came after
+    /// `ttfb` and whose last came after `total`.
+    pub(crate) fn record(&mut self, ttfb: Duration, total: Duration, bytes: u64) {
+        self.rtt_secs = Self::blend(self.rtt_secs, ttfb.as_secs_f64());
+        let transfer = total.saturating_sub(ttfb);
+        if transfer >= MIN_BANDWIDTH_SAMPLE && bytes > 0 {
+            self.bytes_per_sec =
+                Self::blend(self.bytes_per_sec, bytes as f64 / transfer.as_secs_f64());
+        }
+    }
+
+    /// The part size that keeps a connection 95 % busy, once both the round
+    /// trip and the bandwidth are known.
+    pub(crate) fn part_size(&self) -> Option<u64> {
+        let bytes = PART_ROUND_TRIPS * self.rtt_secs? * self.bytes_per_sec?;
+        Some(bytes.min(u64::MAX as f64) as u64)
+    }
+}
+
+/// One range request the producer should make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Request {
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+    /// Whether it is read-ahead (its completion grows the part size) rather
+    /// than demand.
+    pub(crate) readahead: bool,
+}
+
+/// What the reader last said about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ReaderState {
+    /// Where the bytes the reader still needs start.
+    pub(crate) pos: u64,
+    /// How many bytes it is waiting for from `pos` (at least one).
+    pub(crate) want: u64,
+    /// Reads in a row since the last hard seek.
+    pub(crate) streak: u32,
+    /// Running average of its read sizes.
+    pub(crate) io_size: u64,
+}
+
+/// The scheduling state of one reader, for its current epoch (the span
+/// between hard seeks).
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    concurrency: usize,
+    max_prefetch: u64,
+    min_part: u64,
+    max_part: u64,
+    first_request: u64,
+    window_behind: u64,
+    object_len: u64,
+    reader: ReaderState,
+    /// End of everything requested this epoch.
+    frontier: u64,
+    /// The read-ahead part size before the link's limit: doubles per
+    /// completed read-ahead part.
+    ramp: u64,
+    link: LinkEstimate,
+}
+
+impl Policy {
+    pub(crate) fn new(config: &Config, object_len: u64) -> Policy {
+        Policy {
+            concurrency: config.concurrency,
+            max_prefetch: config.max_prefetch,
+            min_part: config.min_part_size,
+            max_part: config.max_part_size,
+            first_request: config.first_request_size,
+            window_behind: config.window_behind,
+            object_len,
+            reader: ReaderState::default(),
+            frontier: 0,
+            ramp: config.min_part_size,
+            link: LinkEstimate::default(),
+        }
+    }
+
+    /// Starts a new epoch at `reader.pos`: nothing requested, part sizes
+    /// back to the start of their ramp.
+    pub(crate) fn restart(&mut self, reader: ReaderState) {
+        self.reader = reader;
+        self.frontier = reader.pos.min(self.object_len);
+        self.ramp = self.min_part;
+    }
+
+    /// The reader moved on, or needs more.
+    pub(crate) fn progress(&mut self, reader: ReaderState) {
+        self.reader = reader;
+    }
+
+    /// A request of this epoch completed.
+    pub(crate) fn completed(&mut self, request: Request, ttfb: Duration, total: Duration) {
+        self.link.record(ttfb, total, request.len);
+        if request.readahead {
+            self.ramp = self.ramp.saturating_mul(2).min(self.max_part);
+        }
+    }
+
+    /// End of everything requested this epoch.
+    pub(crate) fn frontier(&self) -> u64 {
+        self.frontier
+    }
+
+    /// Most bytes that may be allocated for blocks at once.
+    pub(crate) fn memory_limit(&self) -> u64 {
+        self.max_prefetch.saturating_add(self.max_part)
+    }
+
+    /// The size of read-ahead parts now.
+    fn readahead_part(&self) -> u64 {
+        let floor = self.min_part.max(self.reader.io_size.min(self.max_part));
+        let target = self.link.part_size().unwrap_or(self.max_part);
+        self.ramp.min(target).clamp(floor, self.max_part)
+    }
+
+    /// How far ahead of the reader read-ahead reaches now.
+    fn window(&self) -> u64 {
+        let cap = self.max_prefetch - self.window_behind;
+        (self.concurrency as u64)
+            .saturating_mul(self.readahead_part())
+            .min(cap)
+    }
+
+    /// The size of the next demand request, for `need` bytes the reader
+    /// waits for: split so up to `concurrency` parts run at once, none
+    /// smaller than `min_part_size` unless the need is.
+    fn demand_part(&self, need: u64) -> u64 {
+        let parts = (need / self.min_part).clamp(1, self.concurrency as u64);
+        need.div_ceil(parts)
+            .max(self.first_request)
+            .min(self.max_part)
+    }
+
+    /// The next request to make, given the requests in flight (abandoned
+    /// ones included) and the bytes allocated for blocks; `None` to wait
+    /// for the next event.
+    pub(crate) fn next_request(&self, in_flight: usize, allocated: u64) -> Option<Request> {
+        if in_flight >= self.concurrency || self.frontier >= self.object_len {
+            return None;
+        }
+        let demand_end = self
+            .reader
+            .pos
+            .saturating_add(self.reader.want)
+            .min(self.object_len);
+        let readahead = self.reader.streak >= READAHEAD_AFTER_READS;
+        let len = if self.frontier < demand_end {
+            if readahead {
+                self.readahead_part()
+            } else {
+                self.demand_part(demand_end - self.frontier)
+            }
+        } else if readahead {
+            let ahead = self.frontier.saturating_sub(self.reader.pos);
+            let room = self.window().saturating_sub(ahead);
+            let part = self.readahead_part().min(room);
+            // A sliver of a part costs a round trip for little: wait until
+            // the reader frees room for a whole one (or the object ends).
+            if part < self.min_part && self.frontier + part < self.object_len {
+                return None;
+            }
+            part
+        } else {
+            return None;
+        };
+        let len = len.min(self.object_len - self.frontier);
+        if allocated.saturating_add(len) > self.memory_limit() {
+            return None;
+        }
+        Some(Request {
+            offset: self.frontier,
+            len,
+            readahead,
+        })
+    }
+
+    /// The producer made `request`.
+    pub(crate) fn issued(&mut self, request: Request) {
+        debug_assert_eq!(request.offset, self.frontier);
+        self.frontier += request.len;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KIB: u64 = 1 << 10;
+    const MIB: u64 = 1 << 20;
+
+    fn policy(len: u64) -> Policy {
+        Policy::new(&Config::default(), len)
+    }
+
+    fn state(pos: u64, want: u64, streak: u32, io_size: u64) -> ReaderState {
+        ReaderState {
+            pos,
+            want,
+            streak,
+            io_size,
+        }
+    }
+
+    /// Issues every request the policy allows right now (none completing).
+    fn drain(policy: &mut Policy) -> Vec<Request> {
+        let mut out = Vec::new();
+        let mut allocated = 0;
+        while let Some(request) = policy.next_request(out.len(), allocated) {
+            policy.issued(request);
+            allocated += request.len;
+            out.push(request);
+        }
+        out
+    }
+
+    #[test]
+    fn running_average_covers_the_last_ten_reads() {
+        let mut sizes = ReadSizes::default();
+        assert_eq!(sizes.average(), 0);
+        sizes.add(512);
+        sizes.add(512);
+        sizes.add(2048);
+        assert_eq!(sizes.average(), 1024);
+        for _ in 0..10 {
+            sizes.add(10);
+        }
+        assert_eq!(sizes.average(), 10);
+        sizes.clear();
+        assert_eq!(sizes.average(), 0);
+    }
+
+    #[test]
+    fn first_request_is_the_read_rounded_up_to_the_minimum() {
+        let mut p = policy(100 * MIB);
+        p.restart(state(5 * MIB, 8 * KIB, 1, 8 * KIB));
+        let trace = drain(&mut p);
+        assert_eq!(
+            trace,
+            vec![Request {
+                offset: 5 * MIB,
+                len: 64 * KIB,
+                readahead: false
+            }]
+        );
+    }
+
+    #[test]
+    fn a_first_read_of_a_few_mebibytes_is_split_but_never_below_the_minimum_part() {
+        let mut p = policy(100 * MIB);
+        p.restart(state(0, 3 * MIB + 5, 1, 3 * MIB + 5));
+        let trace = drain(&mut p);
+        assert_eq!(trace.len(), 3);
+        assert!(trace.iter().all(|r| r.len >= MIB && !r.readahead));
+        assert_eq!(trace.iter().map(|r| r.len).sum::<u64>(), 3 * MIB + 5);
+    }
+
+    #[test]
+    fn a_first_read_below_the_minimum_part_is_one_request() {
+        let mut p = policy(100 * MIB);
+        p.restart(state(0, 900 * KIB, 1, 900 * KIB));
+        assert_eq!(drain(&mut p).len(), 1);
+    }
+
+    #[test]
+    fn no_readahead_before_the_third_read() {
+        let mut p = policy(100 * MIB);
+        p.restart(state(0, 8 * KIB, 1, 8 * KIB));
+        assert_eq!(drain(&mut p).len(), 1);
+        p.progress(state(8 * KIB, 8 * KIB, 2, 8 * KIB));
+        assert!(
+            drain(&mut p).is_empty(),
+            "second read is served from the first request"
+        );
+        p.progress(state(16 * KIB, 8 * KIB, 3, 8 * KIB));
+        let trace = drain(&mut p);
+        // The window is 16 parts from the reader; the first request already
+        // covers 48 KiB of it, and a sliver of a part is not worth a request.
+        assert_eq!(trace.len(), 15, "third read starts read-ahead");
+        assert!(trace.iter().all(|r| r.readahead && r.len == MIB));
+        assert!(trace.last().map_or(0, |r| r.offset + r.len) <= 16 * KIB + 16 * MIB);
+        assert_eq!(trace[0].offset, 64 * KIB);
+    }
+
+    #[test]
+    fn readahead_parts_double_as_they_complete_up_to_the_maximum() {
+        let mut p = policy(1 << 40);
+        p.restart(state(0, 8 * KIB, 3, 8 * KIB));
+        let mut sizes = Vec::new();
+        for _ in 0..8 {
+            let request = p.next_request(0, 0).expect("room");
+            p.issued(request);
+            sizes.push(request.len);
+            // No link measurement: only the ramp limits the size.
+            p.completed(request, Duration::ZERO, Duration::ZERO);
+            p.progress(state(p.frontier(), 8 * KIB, 4, 8 * KIB));
+        }
+        assert_eq!(sizes[..5], [MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB]);
+        assert_eq!(sizes[5..], [16 * MIB, 16 * MIB, 16 * MIB]);
+    }
+
+    #[test]
+    fn link_estimate_sizes_parts_for_a_busy_connection() {
+        let mut link = LinkEstimate::default();
+        assert_eq!(link.part_size(), None);
+        // 20 ms to first byte, then 1 MiB in 20 ms: 50 MiB/s.
+        link.record(Duration::from_millis(20), Duration::from_millis(40), MIB);
+        let size = link.part_size().expect("measured");
+        assert_eq!(size, 19 * MIB, "19 round trips of 1 MiB");
+    }
+
+    #[test]
+    fn fast_links_keep_parts_at_the_minimum() {
+        let mut p = policy(1 << 40);
+        p.restart(state(0, 8 * KIB, 3, 8 * KIB));
+        for _ in 0..10 {
+            let request = p.next_request(0, 0).expect("room");
+            p.issued(request);
+            // 10 µs to first byte, 1 GiB/s.
+            p.completed(request, Duration::from_micros(10), Duration::from_millis(1));
+        }
+        assert_eq!(p.readahead_part(), MIB);
+    }
+
+    #[test]
+    fn read_size_average_is_a_floor_for_parts() {
+        let mut p = policy(1 << 40);
+        p.restart(state(0, 8 * MIB, 3, 8 * MIB));
+        let trace = drain(&mut p);
+        assert!(trace.iter().all(|r| r.len == 8 * MIB), "{trace:?}");
+    }
+
+    #[test]
+    fn never_past_the_end_of_the_object() {
+        let mut p = policy(3 * MIB + 7);
+        p.restart(state(0, 8 * KIB, 3, 8 * KIB));
+        let trace = drain(&mut p);
+        assert_eq!(trace.last().map(|r| r.offset + r.len), Some(3 * MIB + 7));
+        assert!(p.next_request(0, 0).is_none());
+    }
+
+    #[test]
+    fn never_more_than_the_window_ahead_of_the_reader() {
+        let config = Config {
+            max_prefetch: 8 * MIB,
+            max_part_size: 4 * MIB,
+            concurrency: 64,
+            ..Config::default()
+        };
+        let mut p = Policy::new(&config, 1 << 40);
+        p.restart(state(0, 8 * KIB, 3, 8 * KIB));
+        let trace = drain(&mut p);
+        let end = trace.last().map_or(0, |r| r.offset + r.len);
+        assert!(
+            end <= 8 * MIB - MIB,
+            "window is max_prefetch - window_behind: {end}"
+        );
+        // The reader moves on by 2 MiB: room for two more parts.
+        p.progress(state(2 * MIB, 8 * KIB, 40, 8 * KIB));
+        let more = drain(&mut p);
+        assert_eq!(more.iter().map(|r| r.len).sum::<u64>(), 2 * MIB);
+    }
+
+    #[test]
+    fn never_more_than_concurrency_requests_in_flight() {
+        let mut p = policy(1 << 40);
+        p.restart(state(0, 8 * KIB, 3, 8 * KIB));
+        assert!(p.next_request(16, 0).is_none());
+        assert!(p.next_request(15, 0).is_some());
+    }
+
+    #[test]
+    fn allocated_bytes_over_the_limit_hold_requests_back() {
+        let mut p = policy(1 << 40);
+        p.restart(state(0, 8 * KIB, 1, 8 * KIB));
+        assert!(p.next_request(0, p.memory_limit()).is_none());
+        assert!(p.next_request(0, p.memory_limit() - 64 * KIB).is_some());
+    }
+
+    #[test]
+    fn demand_is_served_even_when_the_window_is_full() {
+        let mut p = policy(1 << 40);
+        p.restart(state(0, 8 * KIB, 3, 8 * KIB));
+        drain(&mut p);
+        let frontier = p.frontier();
+        // A read of 300 MiB reaches past everything requested.
+        p.progress(state(frontier - 1, 300 * MIB, 4, 300 * MIB));
+        let request = p.next_request(0, 0).expect("demand");
+        assert_eq!(request.offset, frontier);
+        assert_eq!(request.len, 16 * MIB);
+    }
+}

@@ -1,0 +1,295 @@
+//! The producer loop: one thread per reader that owns the scheduling state,
+//! starts fetch jobs on the I/O pool, and sends their blocks to the reader in
+//! ticket order.
+
+use std::collections::VecDeque;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::Mutex;
+use rayon::ThreadPool;
+
+use super::block::{Block, BlockData, Charge};
+use super::policy::{Policy, ReaderState, Request};
+use crate::error::{Error, Result};
+use crate::source::{FetchContext, RangeSource};
+use crate::stats::Counters;
+
+/// What wakes the producer: the reader's commands, fetch jobs ending, and
+/// block memory being freed.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Start a new epoch at `reader.pos` (the first read, after a hard seek
+    /// or after an error). Earlier epochs are abandoned: their cancel flag
+    /// is already set.
+    Restart {
+        epoch: u64,
+        reader: ReaderState,
+        cancel: Arc<AtomicBool>,
+    },
+    /// The reader moved on, or needs more.
+    Progress { epoch: u64, reader: ReaderState },
+    /// The reader took a block: the channel has room.
+    Taken,
+    /// A fetch job ended.
+    Done {
+        epoch: u64,
+        request: Request,
+        ttfb: Option<Duration>,
+        total: Duration,
+        ok: bool,
+    },
+    /// Block memory was freed.
+    Freed,
+    /// Stop: the reader is closing.
+    Shutdown,
+}
+
+/// The end of what has been requested in the current epoch, shared with
+/// the reader so it can tell a soft seek from a hard one.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Frontier {
+    pub(crate) epoch: u64,
+    pub(crate) end: u64,
+}
+
+/// The current epoch's number and cancel flag.
+struct Epoch {
+    number: u64,
+    cancel: Arc<AtomicBool>,
+}
+
+pub(crate) struct Producer<S> {
+    pub(crate) source: Arc<S>,
+    pub(crate) pool: Arc<ThreadPool>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) events_tx: Sender<Event>,
+    pub(crate) events: Receiver<Event>,
+    pub(crate) blocks: Sender<Block>,
+    pub(crate) frontier: Arc<Mutex<Frontier>>,
+    pub(crate) policy: Policy,
+}
+
+/// The producer's running state.
+struct Scheduler<S> {
+    shared: Producer<S>,
+    epoch: Option<Epoch>,
+    in_flight: usize,
+    /// Blocks issued but not yet in the channel (it was full). The producer
+    /// never blocks on the reader: it must keep answering events.
+    outbox: VecDeque<Block>,
+    next_ticket: u64,
+}
+
+impl<S: RangeSource> Producer<S> {
+    /// Runs until the reader shuts it down or goes away.
+    pub(crate) fn run(self) {
+        let mut scheduler = Scheduler {
+            shared: self,
+            epoch: None,
+            in_flight: 0,
+            outbox: VecDeque::new(),
+            next_ticket: 0,
+        };
+        scheduler.run();
+    }
+}
+
+impl<S: RangeSource> Scheduler<S> {
+    fn run(&mut self) {
+        while let Ok(event) = self.shared.events.recv() {
+            if !self.handle(event) {
+                break;
+            }
+            // Take every event already waiting before deciding: one decision
+            // per burst, on the freshest state.
+            while let Ok(event) = self.shared.events.try_recv() {
+                if !self.handle(event) {
+                    return self.stop();
+                }
+            }
+            self.schedule();
+            if !self.flush() {
+                break;
+            }
+        }
+        self.stop();
+    }
+
+    /// Applies one event; `false` to stop.
+    fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Restart {
+                epoch,
+                reader,
+                cancel,
+            } => {
+                self.abandon_outbox();
+                self.epoch = Some(Epoch {
+                    number: epoch,
+                    cancel,
+                });
+                self.shared.policy.restart(reader);
+                self.publish_frontier();
+            }
+            Event::Progress { epoch, reader } => {
+                if self.is_current(epoch) {
+                    self.shared.policy.progress(reader);
+                }
+            }
+            Event::Done {
+                epoch,
+                request,
+                ttfb,
+                total,
+                ok,
+            } => {
+                self.in_flight -= 1;
+                if let (true, true, Some(ttfb)) = (ok, self.is_current(epoch), ttfb) {
+                    self.shared.policy.completed(request, ttfb, total);
+                }
+            }
+            Event::Taken | Event::Freed => {}
+            Event::Shutdown => return false,
+        }
+        true
+    }
+
+    fn is_current(&self, epoch: u64) -> bool {
+        self.epoch.as_ref().is_some_and(|e| e.number == epoch)
+    }
+
+    fn stop(&mut self) {
+        if let Some(epoch) = &self.epoch {
+            epoch.cancel.store(true, Relaxed);
+        }
+        self.abandon_outbox();
+    }
+
+    /// Drops blocks of an abandoned epoch that never reached the reader.
+    fn abandon_outbox(&mut self) {
+        let wasted: u64 = self.outbox.drain(..).map(|block| block.len).sum();
+        Counters::add(&self.shared.counters.bytes_wasted, wasted);
+    }
+
+    fn publish_frontier(&self) {
+        if let Some(epoch) = &self.epoch {
+            *self.shared.frontier.lock() = Frontier {
+                epoch: epoch.number,
+                end: self.shared.policy.frontier(),
+            };
+        }
+    }
+
+    /// Starts every request the policy allows now.
+    fn schedule(&mut self) {
+        let Some(epoch) = &self.epoch else { return };
+        if epoch.cancel.load(Relaxed) {
+            // A hard seek or close abandoned this epoch; the reader's
+            // restart (if any) is on its way.
+            self.abandon_outbox();
+            return;
+        }
+        let (number, cancel) = (epoch.number, epoch.cancel.clone());
+        loop {
+            let allocated = self.shared.counters.allocated.load(Relaxed);
+            let Some(request) = self.shared.policy.next_request(self.in_flight, allocated) else {
+                break;
+            };
+            self.shared.policy.issued(request);
+            self.in_flight += 1;
+            Counters::add(&self.shared.counters.requests, 1);
+            let block = self.spawn(number, &cancel, request);
+            self.outbox.push_back(block);
+        }
+        self.publish_frontier();
+    }
+
+    /// Starts the fetch job for `request` and returns its block.
+    fn spawn(&mut self, epoch: u64, cancel: &Arc<AtomicBool>, request: Request) -> Block {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        let (result_tx, result_rx) = crossbeam_channel::bounded(1);
+        let charge = Charge::new(
+            request.len,
+            self.shared.counters.clone(),
+            Some(self.shared.events_tx.clone()),
+        );
+        let source = self.shared.source.clone();
+        let events = self.shared.events_tx.clone();
+        let (cancel, counters) = (cancel.clone(), self.shared.counters.clone());
+        self.shared.pool.spawn(move || {
+            // Timed from here, not from the spawn: time queued in the pool
+            // says nothing about the link.
+            let ctx = FetchContext::attached(cancel, counters);
+            let result =
+                panic::catch_unwind(AssertUnwindSafe(|| fetch(&*source, request, charge, &ctx)))
+                    .unwrap_or_else(|_| {
+                        Err(Error::Terminated(format!(
+                            "the source panicked reading {} bytes at offset {} of {}",
+                            request.len,
+                            request.offset,
+                            source.location()
+                        )))
+                    });
+            let done = Event::Done {
+                epoch,
+                request,
+                ttfb: ctx.time_to_first_byte(),
+                total: ctx.elapsed(),
+                ok: result.is_ok(),
+            };
+            // The reader may have dropped the block (a seek skipped it);
+            // then its bytes are freed here.
+            let _ = result_tx.send(result);
+            let _ = events.send(done);
+        });
+        Block {
+            epoch,
+            ticket,
+            offset: request.offset,
+            len: request.len,
+            result: result_rx,
+        }
+    }
+
+    /// Moves blocks from the outbox into the channel while it has room;
+    /// `false` once the reader is gone.
+    fn flush(&mut self) -> bool {
+        while let Some(block) = self.outbox.pop_front() {
+            match self.shared.blocks.try_send(block) {
+                Ok(()) => {}
+                Err(TrySendError::Full(block)) => {
+                    self.outbox.push_front(block);
+                    return true;
+                }
+                Err(TrySendError::Disconnected(_)) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// One fetch job's work: allocate the block (unless already abandoned) and
+/// have the source fill it.
+fn fetch<S: RangeSource>(
+    source: &S,
+    request: Request,
+    charge: Charge,
+    ctx: &FetchContext,
+) -> Result<BlockData> {
+    ctx.check_cancelled()?;
+    let len = usize::try_from(request.len).map_err(|_| Error::InvalidConfig {
+        setting: "max_part_size",
+        reason: format!("{} bytes do not fit in memory here", request.len),
+    })?;
+    let mut bytes = vec![0; len];
+    source.read_at(request.offset, &mut bytes, ctx)?;
+    Ok(BlockData {
+        bytes,
+        _charge: charge,
+    })
+}

@@ -1,0 +1,595 @@
+//! [`PrefetchReader`]: `Read + BufRead + Seek` over a [`RangeSource`].
+
+use std::fmt;
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::config::{Config, ReaderBuilder};
+use crate::error::{Error, Result};
+use crate::prefetch::block::{Block, BlockData, Charge};
+use crate::prefetch::policy::{Policy, ReadSizes, ReaderState, READAHEAD_AFTER_READS};
+use crate::prefetch::producer::{Event, Frontier, Producer};
+use crate::prefetch::shared_pool;
+use crate::source::RangeSource;
+use crate::stats::{Counters, Stats};
+
+/// A `Read + BufRead + Seek` over a [`RangeSource`] that fetches ahead of
+/// the reader in the background.
+///
+/// Reading sequentially, it fetches up to `concurrency` ranges at once
+/// ahead of the caller, so reads run at the speed of the link rather than
+/// one round trip at a time. Random reads fetch about what they read.
+/// Seeks are lazy: nothing is fetched until the next read. A seek forward
+/// into data already fetched or in flight, or back into the window kept
+/// behind the reader, makes no request; any other seek abandons the work in
+/// flight (without waiting for it) and starts again at the new offset.
+///
+/// An error from the source is returned by the read that reaches it (the
+/// bytes before it are delivered first), as an `io::Error` carrying this
+/// crate's [`Error`]; the next read tries again from the same position.
+///
+/// Dropping the reader, or [`close`](Self::close), stops its producer
+/// thread and abandons the work in flight; neither waits for the source.
+///
+/// ```
+/// use prefetch_reader::{MemorySource, PrefetchReader};
+/// use std::io::{BufRead, Read, Seek, SeekFrom};
+///
+/// let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+/// let mut reader = PrefetchReader::new(MemorySource::new(data.clone()))?;
+///
+/// let mut all = Vec::new();
+/// reader.read_to_end(&mut all)?;
+/// assert_eq!(all, data);
+///
+/// reader.seek(SeekFrom::Start(1000))?;
+/// assert_eq!(reader.fill_buf()?[0], data[1000]);
+/// reader.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
+    source: Arc<S>,
+    len: u64,
+    window_behind: usize,
+    /// The caller's position.
+    pos: u64,
+    /// Where the buffers were left by the last read; differs from `pos`
+    /// after a seek until the next read reconciles them.
+    buf_pos: u64,
+    /// The block being read.
+    current: Option<Current>,
+    /// The bytes just before `behind_end`, kept for short backward seeks.
+    behind: Vec<u8>,
+    behind_end: u64,
+    behind_charge: Option<Charge>,
+    /// The epoch (span between hard seeks) and its state.
+    epoch: u64,
+    /// Whether this epoch's first request was asked for.
+    started: bool,
+    cancel: Arc<AtomicBool>,
+    /// Where the next block of this epoch starts.
+    next_offset: u64,
+    next_ticket: Option<u64>,
+    streak: u32,
+    read_sizes: ReadSizes,
+    /// An error met after some bytes of a read were copied: returned by
+    /// the next read.
+    pending_error: Option<Error>,
+    frontier: Arc<Mutex<Frontier>>,
+    counters: Arc<Counters>,
+    /// `None` once closed.
+    link: Option<ProducerLink>,
+}
+
+struct Current {
+    offset: u64,
+    data: BlockData,
+}
+
+impl Current {
+    fn end(&self) -> u64 {
+        self.offset + self.data.bytes.len() as u64
+    }
+}
+
+/// The reader's ends of its producer's channels, and its thread.
+struct ProducerLink {
+    events: Sender<Event>,
+    blocks: Receiver<Block>,
+    thread: JoinHandle<()>,
+}
+
+impl PrefetchReader {
+    /// A builder to choose settings; see [`ReaderBuilder`]. (Defined on the
+    /// default type so that `PrefetchReader::builder()` needs no type; the
+    /// builder makes readers over any source.)
+    pub fn builder() -> ReaderBuilder {
+        ReaderBuilder::new()
+    }
+}
+
+impl<S: RangeSource> PrefetchReader<S> {
+    /// A reader over `source` with every default setting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the producer thread or the I/O pool cannot start.
+    pub fn new(source: S) -> Result<PrefetchReader<S>> {
+        ReaderBuilder::new().build(source)
+    }
+
+    pub(crate) fn start(source: S, config: Config) -> Result<PrefetchReader<S>> {
+        source.set_concurrency(config.concurrency);
+        let len = source.len();
+        let source = Arc::new(source);
+        let pool = match &config.io_pool {
+            Some(pool) => pool.clone(),
+            None => shared_pool()?,
+        };
+        let counters = Arc::new(Counters::default());
+        let frontier = Arc::new(Mutex::new(Frontier::default()));
+        let (events_tx, events) = crossbeam_channel::unbounded();
+        // Room for every request in flight plus as many again queued; the
+        // producer keeps any more in its outbox rather than block.
+        let (blocks_tx, blocks) = crossbeam_channel::bounded(2 * config.concurrency);
+        let producer = Producer {
+            source: source.clone(),
+            pool,
+            counters: counters.clone(),
+            events_tx: events_tx.clone(),
+            events,
+            blocks: blocks_tx,
+            frontier: frontier.clone(),
+            policy: Policy::new(&config, len),
+        };
+        let thread = thread::Builder::new()
+            .name("prefetch-producer".to_owned())
+            .spawn(move || producer.run())
+            .map_err(|err| Error::io("cannot start the producer thread", err))?;
+        Ok(PrefetchReader {
+            source,
+            len,
+            window_behind: usize::try_from(config.window_behind).unwrap_or(usize::MAX),
+            pos: 0,
+            buf_pos: 0,
+            current: None,
+            behind: Vec::new(),
+            behind_end: 0,
+            behind_charge: None,
+            epoch: 0,
+            started: false,
+            cancel: Arc::new(AtomicBool::new(false)),
+            next_offset: 0,
+            next_ticket: None,
+            streak: 0,
+            read_sizes: ReadSizes::default(),
+            pending_error: None,
+            frontier,
+            counters,
+            link: Some(ProducerLink {
+                events: events_tx,
+                blocks,
+                thread,
+            }),
+        })
+    }
+
+    /// The source being read.
+    pub fn get_ref(&self) -> &S {
+        &self.source
+    }
+
+    /// Length of the object in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// What the reader has done so far.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Stops the producer thread and abandons the work in flight, without
+    /// waiting for the source. Reads after close are an error
+    /// ([`Error::Closed`]); closing again does nothing. Dropping the reader
+    /// closes it too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Terminated`] if the producer thread had panicked.
+    pub fn close(&mut self) -> Result<()> {
+        let Some(link) = self.link.take() else {
+            return Ok(());
+        };
+        self.cancel.store(true, Relaxed);
+        // The producer ends at this event; it never blocks on anything else.
+        let _ = link.events.send(Event::Shutdown);
+        self.drop_current();
+        self.clear_behind();
+        self.behind_charge = None;
+        self.drain_blocks(&link.blocks);
+        drop(link.blocks);
+        link.thread
+            .join()
+            .map_err(|_| Error::Terminated("the producer thread panicked".to_owned()))
+    }
+
+    fn link(&self) -> Result<&ProducerLink> {
+        self.link.as_ref().ok_or(Error::Closed)
+    }
+
+    fn send(&self, event: Event) -> Result<()> {
+        self.link()?
+            .events
+            .send(event)
+            .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))
+    }
+
+    fn reader_state(&self, want: u64) -> ReaderState {
+        ReaderState {
+            pos: self.pos,
+            want: want.max(1),
+            streak: self.streak,
+            io_size: self.read_sizes.average(),
+        }
+    }
+
+    /// Readies a read: returns a stashed error, and turns a seek made since
+    /// the last read into a soft or hard one.
+    fn begin(&mut self) -> Result<()> {
+        self.link()?;
+        if let Some(err) = self.pending_error.take() {
+            return Err(err);
+        }
+        if self.pos != self.buf_pos {
+            self.reconcile();
+        }
+        Ok(())
+    }
+
+    /// Counts a read of `len` bytes: the streak and the read-size average
+    /// that size requests. Early in a streak the producer hears of every
+    /// read, so read-ahead starts on time.
+    fn note_read(&mut self, len: u64) -> Result<()> {
+        self.streak = self.streak.saturating_add(1);
+        if len > 0 {
+            self.read_sizes.add(len);
+        }
+        if self.started && self.streak <= READAHEAD_AFTER_READS {
+            self.send(Event::Progress {
+                epoch: self.epoch,
+                reader: self.reader_state(len),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn reconcile(&mut self) {
+        let in_buffers =
+            self.started && self.pos >= self.lowest_buffered() && self.pos <= self.next_offset;
+        let in_flight = self.started && self.pos > self.buf_pos && {
+            let frontier = *self.frontier.lock();
+            frontier.epoch == self.epoch && self.pos < frontier.end
+        };
+        if in_buffers || in_flight {
+            Counters::add(&self.counters.soft_seeks, 1);
+        } else if self.started {
+            Counters::add(&self.counters.hard_seeks, 1);
+            self.new_epoch();
+        } else {
+            // Nothing asked for yet: nothing to keep or abandon.
+            self.next_offset = self.pos;
+        }
+        self.buf_pos = self.pos;
+    }
+
+    /// Abandons the current epoch: cancels its requests and drops its
+    /// blocks, without waiting for anything. The next read starts a new one
+    /// at `pos`.
+    fn new_epoch(&mut self) {
+        self.cancel.store(true, Relaxed);
+        self.cancel = Arc::new(AtomicBool::new(false));
+        self.epoch += 1;
+        self.started = false;
+        self.next_offset = self.pos;
+        self.streak = 0;
+        self.read_sizes.clear();
+        self.drop_current();
+        self.clear_behind();
+        if let Some(link) = self.link.take() {
+            self.drain_blocks(&link.blocks);
+            self.link = Some(link);
+        }
+    }
+
+    /// Drops the blocks already in the channel (all from abandoned epochs).
+    fn drain_blocks(&self, blocks: &Receiver<Block>) {
+        let wasted: u64 = blocks.try_iter().map(|block| block.len).sum();
+        Counters::add(&self.counters.bytes_wasted, wasted);
+        if wasted > 0 {
+            if let Some(link) = &self.link {
+                let _ = link.events.send(Event::Taken);
+            }
+        }
+    }
+
+    fn drop_current(&mut self) {
+        if let Some(current) = self.current.take() {
+            let unread = current.end() - self.buf_pos.clamp(current.offset, current.end());
+            Counters::add(&self.counters.bytes_wasted, unread);
+        }
+    }
+
+    fn clear_behind(&mut self) {
+        self.behind.clear();
+    }
+
+    /// The lowest offset still buffered (or about to be, at `next_offset`).
+    fn lowest_buffered(&self) -> u64 {
+        if !self.behind.is_empty() {
+            self.behind_end - self.behind.len() as u64
+        } else if let Some(current) = &self.current {
+            current.offset
+        } else {
+            self.next_offset
+        }
+    }
+
+    /// Keeps the tail of the finished block `current` in the window behind.
+    fn retire(&mut self, current: Current) {
+        let keep = self.window_behind;
+        if keep == 0 {
+            return;
+        }
+        if self.behind_end != current.offset {
+            self.behind.clear();
+        }
+        if self.behind_charge.is_none() {
+            self.behind = Vec::with_capacity(keep);
+            self.behind_charge = Some(Charge::new(keep as u64, self.counters.clone(), None));
+        }
+        let bytes = &current.data.bytes;
+        if bytes.len() >= keep {
+            self.behind.clear();
+            self.behind.extend_from_slice(&bytes[bytes.len() - keep..]);
+        } else {
+            let excess = (self.behind.len() + bytes.len()).saturating_sub(keep);
+            self.behind.drain(..excess);
+            self.behind.extend_from_slice(bytes);
+        }
+        self.behind_end = current.end();
+    }
+
+    /// Makes the byte at `pos` available; `false` at the end of the object.
+    fn ensure(&mut self, want: u64) -> Result<bool> {
+        if self.pos >= self.len {
+            return Ok(false);
+        }
+        while !self.is_buffered(self.pos) {
+            self.advance(want)?;
+        }
+        Ok(true)
+    }
+
+    fn is_buffered(&self, pos: u64) -> bool {
+        let behind_start = self.behind_end - self.behind.len() as u64;
+        (pos >= behind_start && pos < self.behind_end)
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|c| pos >= c.offset && pos < c.end())
+    }
+
+    /// The buffered bytes from `pos` on (empty when none are).
+    fn available(&self) -> &[u8] {
+        let behind_start = self.behind_end - self.behind.len() as u64;
+        if self.pos >= behind_start && self.pos < self.behind_end {
+            return &self.behind[(self.pos - behind_start) as usize..];
+        }
+        match &self.current {
+            Some(c) if self.pos >= c.offset && self.pos < c.end() => {
+                &c.data.bytes[(self.pos - c.offset) as usize..]
+            }
+            _ => &[],
+        }
+    }
+
+    /// Takes the next block of this epoch from the producer and waits for
+    /// its bytes.
+    fn advance(&mut self, want: u64) -> Result<()> {
+        let reader = self.reader_state(want);
+        if self.started {
+            self.send(Event::Progress {
+                epoch: self.epoch,
+                reader,
+            })?;
+        } else {
+            self.send(Event::Restart {
+                epoch: self.epoch,
+                reader,
+                cancel: self.cancel.clone(),
+            })?;
+            self.started = true;
+            self.next_offset = self.pos;
+            self.next_ticket = None;
+        }
+        if let Some(current) = self.current.take() {
+            if current.end() == self.pos {
+                self.retire(current);
+            } else {
+                // A soft seek skipped the rest of it.
+                self.current = Some(current);
+                self.drop_current();
+                self.clear_behind();
+            }
+        }
+        loop {
+            let block = self.receive_block()?;
+            if block.epoch != self.epoch {
+                Counters::add(&self.counters.bytes_wasted, block.len);
+                continue;
+            }
+            debug_assert_eq!(block.offset, self.next_offset, "blocks arrive in order");
+            debug_assert!(self.next_ticket.map_or(true, |t| block.ticket > t));
+            self.next_offset = block.end();
+            self.next_ticket = Some(block.ticket);
+            if block.end() <= self.pos {
+                // Skipped by a soft seek: never waited for.
+                Counters::add(&self.counters.bytes_wasted, block.len);
+                self.clear_behind();
+                continue;
+            }
+            let started = Instant::now();
+            let result = block.result.recv();
+            self.add_wait(started);
+            let result = result.unwrap_or_else(|_| {
+                Err(Error::Terminated(
+                    "a fetch job ended without a result".to_owned(),
+                ))
+            });
+            match result {
+                Ok(data) => {
+                    debug_assert_eq!(data.bytes.len() as u64, block.len);
+                    if self.behind_end != block.offset {
+                        self.clear_behind();
+                    }
+                    self.current = Some(Current {
+                        offset: block.offset,
+                        data,
+                    });
+                    return Ok(());
+                }
+                Err(err) => {
+                    // Later blocks of this epoch are dropped; the next read
+                    // starts again here.
+                    self.new_epoch();
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn receive_block(&mut self) -> Result<Block> {
+        let link = self.link()?;
+        let started = Instant::now();
+        let block = link.blocks.recv();
+        let _ = link.events.send(Event::Taken);
+        self.add_wait(started);
+        block.map_err(|_| Error::Terminated("the producer thread ended".to_owned()))
+    }
+
+    fn add_wait(&self, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Counters::add(&self.counters.wait_nanos, nanos);
+    }
+
+    fn consume_bytes(&mut self, n: usize) {
+        self.pos += n as u64;
+        self.buf_pos = self.pos;
+        Counters::add(&self.counters.bytes_delivered, n as u64);
+    }
+}
+
+impl<S: RangeSource> Read for PrefetchReader<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.begin()?;
+        self.note_read(buf.len() as u64)?;
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.ensure((buf.len() - filled) as u64) {
+                Ok(true) => {
+                    let available = self.available();
+                    let n = available.len().min(buf.len() - filled);
+                    buf[filled..filled + n].copy_from_slice(&available[..n]);
+                    filled += n;
+                    self.consume_bytes(n);
+                }
+                Ok(false) => break,
+                Err(err) if filled == 0 => return Err(err.into()),
+                Err(err) => {
+                    self.pending_error = Some(err);
+                    break;
+                }
+            }
+        }
+        Ok(filled)
+    }
+}
+
+impl<S: RangeSource> BufRead for PrefetchReader<S> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.begin()?;
+        if self.available().is_empty() {
+            self.note_read(0)?;
+            self.ensure(1)?;
+        }
+        Ok(self.available())
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let n = amt.min(self.available().len());
+        self.consume_bytes(n);
+    }
+}
+
+impl<S: RangeSource> Seek for PrefetchReader<S> {
+    /// Moves the position; nothing is fetched until the next read. A seek
+    /// past the end is allowed (reads there return 0).
+    fn seek(&mut self, from: SeekFrom) -> io::Result<u64> {
+        self.link()?;
+        let target = match from {
+            SeekFrom::Start(n) => i128::from(n),
+            SeekFrom::End(delta) => i128::from(self.len) + i128::from(delta),
+            SeekFrom::Current(delta) => i128::from(self.pos) + i128::from(delta),
+        };
+        let pos = u64::try_from(target).map_err(|_| Error::InvalidSeek {
+            object: self.source.location(),
+            target,
+        })?;
+        if pos != self.pos {
+            self.pending_error = None;
+            self.pos = pos;
+        }
+        Ok(pos)
+    }
+
+    fn stream_position(&mut self) -> io::Result<u64> {
+        Ok(self.pos)
+    }
+}
+
+impl<S: RangeSource> Drop for PrefetchReader<S> {
+    fn drop(&mut self) {
+        if let Err(err) = self.close() {
+            log::warn!("closing the reader of {}: {err}", self.source.location());
+        }
+    }
+}
+
+impl<S: RangeSource> fmt::Debug for PrefetchReader<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrefetchReader")
+            .field("source", &self.source)
+            .field("len", &self.len)
+            .field("pos", &self.pos)
+            .field("epoch", &self.epoch)
+            .field("buffered", &self.available().len())
+            .field("behind", &self.behind.len())
+            .field("closed", &self.link.is_none())
+            .finish()
+    }
+}

@@ -1,0 +1,277 @@
+//! The [`RangeSource`] trait — what the reader needs from an object — and its
+//! implementations, one per file.
+
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::stats::Counters;
+
+mod file;
+mod memory;
+mod mmap;
+
+pub use file::FileSource;
+pub use memory::MemorySource;
+pub use mmap::MmapSource;
+
+/// A random-access object: something with a length that can fill a buffer
+/// from any offset. [`PrefetchReader`](crate::PrefetchReader) calls it from
+/// several I/O threads at once, one block per call.
+///
+/// # Implementer notes
+///
+/// - [`len`](RangeSource::len) is fixed once the source is open: the source
+///   learns it (and, for remote objects, a validator that pins the version)
+///   when it is made.
+/// - [`read_at`](RangeSource::read_at) fills **all** of `buf` with the bytes
+///   at `offset..offset + buf.len()`, or returns an error. The reader never
+///   asks past `len()`. A source that gets fewer bytes than asked (a
+///   truncated file or body) returns [`Error::Truncated`]; the reader never
+///   sees short or zero-filled data.
+/// - Report bytes through [`FetchContext::add_bytes`] as they arrive (the
+///   first call marks the time to first byte, which sizes later requests),
+///   and retries through [`FetchContext::record_retry`]. Retries are the
+///   source's business.
+/// - Check [`FetchContext::is_cancelled`] between chunks of a body and return
+///   [`Error::Cancelled`] when it is set, so abandoned work ends promptly.
+/// - [`set_concurrency`](RangeSource::set_concurrency) tells the source how
+///   many of its `read_at` calls may run at once, to size a connection pool.
+///
+/// # Examples
+///
+/// ```
+/// use prefetch_reader::{FetchContext, RangeSource, Result};
+///
+/// /// An object whose byte at `i` is `i % 251`.
+/// #[derive(Debug)]
+/// struct Pattern(u64);
+///
+/// impl RangeSource for Pattern {
+///     fn len(&self) -> u64 {
+///         self.0
+///     }
+///     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
+///         ctx.check_cancelled()?;
+///         for (i, b) in buf.iter_mut().enumerate() {
+///             *b = ((offset + i as u64) % 251) as u8;
+///         }
+///         ctx.add_bytes(buf.len() as u64);
+///         Ok(())
+///     }
+/// }
+///
+/// let mut buf = [0; 3];
+/// Pattern(1000).read_at(250, &mut buf, &FetchContext::new())?;
+/// assert_eq!(buf, [250, 0, 1]);
+/// # Ok::<(), prefetch_reader::Error>(())
+/// ```
+pub trait RangeSource: Debug + Send + Sync + 'static {
+    /// Length of the object in bytes.
+    fn len(&self) -> u64;
+
+    /// Whether the object is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills `buf` with the bytes at `offset..offset + buf.len()`.
+    ///
+    /// # Errors
+    ///
+    /// Any error that stopped the read: [`Error::Cancelled`] when the
+    /// context was cancelled, [`Error::Truncated`] when fewer bytes
+    /// arrived, or the source's own kinds ([`Error::NotFound`],
+    /// [`Error::ObjectChanged`], …).
+    fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()>;
+
+    /// Tells the source how many `read_at` calls may run at once. Called
+    /// once by each reader built over it; a source shared by several readers
+    /// sizes its pool for the largest. Does nothing by default.
+    fn set_concurrency(&self, concurrency: usize) {
+        let _ = concurrency;
+    }
+
+    /// The object's name for messages: a path, or a URL with secrets
+    /// redacted. Defaults to the `Debug` form.
+    fn location(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+macro_rules! forward_range_source {
+    ($ptr:ident) => {
+        impl<S: RangeSource + ?Sized> RangeSource for $ptr<S> {
+            fn len(&self) -> u64 {
+                (**self).len()
+            }
+            fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
+                (**self).read_at(offset, buf, ctx)
+            }
+            fn set_concurrency(&self, concurrency: usize) {
+                (**self).set_concurrency(concurrency)
+            }
+            fn location(&self) -> String {
+                (**self).location()
+            }
+        }
+    };
+}
+forward_range_source!(Box);
+forward_range_source!(Arc);
+
+/// Copies `data[offset..offset + buf.len()]` into `buf` for the sources that
+/// hold their bytes in memory; a range past the end is truncated.
+pub(crate) fn copy_range(
+    data: &[u8],
+    offset: u64,
+    buf: &mut [u8],
+    ctx: &FetchContext,
+    location: impl FnOnce() -> String,
+) -> Result<()> {
+    ctx.check_cancelled()?;
+    let bytes = usize::try_from(offset)
+        .ok()
+        .and_then(|start| data.get(start..start.checked_add(buf.len())?))
+        .ok_or_else(|| Error::Truncated {
+            object: location(),
+            offset,
+            expected: buf.len() as u64,
+            received: 0,
+        })?;
+    buf.copy_from_slice(bytes);
+    ctx.add_bytes(buf.len() as u64);
+    Ok(())
+}
+
+/// What a [`RangeSource::read_at`] call is given besides its range: a cancel
+/// signal to check, and counters for bytes and retries that end up in the
+/// reader's [`Stats`](crate::Stats).
+///
+/// A source calls [`FetchContext::new`] to test itself outside a reader.
+#[derive(Debug)]
+pub struct FetchContext {
+    cancel: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    started: Instant,
+    /// Nanoseconds from `started` to the first byte, plus one (0: none yet).
+    first_byte: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Default for FetchContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FetchContext {
+    /// A context of its own, never cancelled, counting into nothing shared.
+    pub fn new() -> FetchContext {
+        FetchContext::attached(Arc::new(AtomicBool::new(false)), Arc::default())
+    }
+
+    pub(crate) fn attached(cancel: Arc<AtomicBool>, counters: Arc<Counters>) -> FetchContext {
+        FetchContext {
+            cancel,
+            counters,
+            started: Instant::now(),
+            first_byte: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the work was abandoned (a hard seek, close or drop): stop
+    /// and return [`Error::Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Relaxed)
+    }
+
+    /// `Err(Error::Cancelled)` when the work was abandoned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cancelled`] once the context is cancelled.
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Reports `n` bytes received. The first call marks the time to first
+    /// byte.
+    pub fn add_bytes(&self, n: u64) {
+        if self.first_byte.load(Relaxed) == 0 {
+            let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            let _ = self
+                .first_byte
+                .compare_exchange(0, nanos + 1, Relaxed, Relaxed);
+        }
+        self.received.fetch_add(n, Relaxed);
+        Counters::add(&self.counters.bytes_fetched, n);
+    }
+
+    /// Reports one retry of a failed attempt.
+    pub fn record_retry(&self) {
+        Counters::add(&self.counters.retries, 1);
+    }
+
+    /// Bytes reported so far through [`add_bytes`](Self::add_bytes).
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Relaxed)
+    }
+
+    /// Time from the start of the call to its first byte, once one arrived.
+    pub fn time_to_first_byte(&self) -> Option<Duration> {
+        match self.first_byte.load(Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n - 1)),
+        }
+    }
+
+    /// Time since the call started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_mark_the_time_to_first_byte_once() {
+        let ctx = FetchContext::new();
+        assert_eq!(ctx.time_to_first_byte(), None);
+        ctx.add_bytes(10);
+        let first = ctx.time_to_first_byte().expect("marked");
+        std::thread::sleep(Duration::from_millis(2));
+        ctx.add_bytes(5);
+        assert_eq!(ctx.time_to_first_byte(), Some(first));
+        assert_eq!(ctx.bytes_received(), 15);
+    }
+
+    #[test]
+    fn a_cancelled_context_says_so() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let ctx = FetchContext::attached(flag.clone(), Arc::default());
+        assert!(ctx.check_cancelled().is_ok());
+        flag.store(true, Relaxed);
+        assert!(matches!(ctx.check_cancelled(), Err(Error::Cancelled)));
+    }
+
+    #[test]
+    fn boxed_sources_are_sources() {
+        let boxed: Box<dyn RangeSource> = Box::new(MemorySource::new(vec![1, 2, 3]));
+        let mut buf = [0; 2];
+        boxed
+            .read_at(1, &mut buf, &FetchContext::new())
+            .expect("read");
+        assert_eq!(buf, [2, 3]);
+        assert_eq!(boxed.len(), 3);
+    }
+}

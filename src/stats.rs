@@ -1,0 +1,97 @@
+//! Counters kept while reading, and [`Stats`], a snapshot of them.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// What a reader has done so far: a plain value, taken by
+/// [`PrefetchReader::stats`](crate::PrefetchReader::stats).
+///
+/// ```
+/// use prefetch_reader::{MemorySource, PrefetchReader};
+/// use std::io::Read;
+///
+/// let mut reader = PrefetchReader::new(MemorySource::new(vec![7; 1000]))?;
+/// let mut buf = Vec::new();
+/// reader.read_to_end(&mut buf)?;
+/// let stats = reader.stats();
+/// assert_eq!(stats.bytes_delivered, 1000);
+/// assert!(stats.requests >= 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Range requests started (one per block; a source's retries are not
+    /// counted here but in `retries`).
+    pub requests: u64,
+    /// Bytes the source reported receiving, abandoned requests included.
+    pub bytes_fetched: u64,
+    /// Bytes handed to the caller (a byte read twice after a backward seek
+    /// counts twice).
+    pub bytes_delivered: u64,
+    /// Bytes of blocks dropped unread: skipped by a seek, abandoned by a
+    /// hard seek or close.
+    pub bytes_wasted: u64,
+    /// Retries the source made (reported through
+    /// [`FetchContext::record_retry`](crate::FetchContext::record_retry)).
+    pub retries: u64,
+    /// Seeks served without a new request: forward into data fetched or in
+    /// flight, or backward into the window kept behind the reader.
+    pub soft_seeks: u64,
+    /// Seeks that abandoned in-flight work and restarted at a new offset.
+    pub hard_seeks: u64,
+    /// Time the caller spent blocked waiting for data.
+    pub wait_time: Duration,
+    /// Bytes allocated for blocks right now (in flight, queued, buffered
+    /// and the window behind the reader).
+    pub allocated: u64,
+    /// The most bytes ever allocated for blocks at once.
+    pub peak_allocated: u64,
+}
+
+/// The live counters behind [`Stats`], shared by the reader, its producer
+/// and its fetch jobs.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) bytes_fetched: AtomicU64,
+    pub(crate) bytes_delivered: AtomicU64,
+    pub(crate) bytes_wasted: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) soft_seeks: AtomicU64,
+    pub(crate) hard_seeks: AtomicU64,
+    pub(crate) wait_nanos: AtomicU64,
+    pub(crate) allocated: AtomicU64,
+    pub(crate) peak_allocated: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// Counts `n` more bytes as allocated for blocks, raising the peak.
+    pub(crate) fn allocate(&self, n: u64) {
+        let now = self.allocated.fetch_add(n, Relaxed) + n;
+        self.peak_allocated.fetch_max(now, Relaxed);
+    }
+
+    pub(crate) fn free(&self, n: u64) {
+        self.allocated.fetch_sub(n, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            requests: self.requests.load(Relaxed),
+            bytes_fetched: self.bytes_fetched.load(Relaxed),
+            bytes_delivered: self.bytes_delivered.load(Relaxed),
+            bytes_wasted: self.bytes_wasted.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            soft_seeks: self.soft_seeks.load(Relaxed),
+            hard_seeks: self.hard_seeks.load(Relaxed),
+            wait_time: Duration::from_nanos(self.wait_nanos.load(Relaxed)),
+            allocated: self.allocated.load(Relaxed),
+            peak_allocated: self.peak_allocated.load(Relaxed),
+        }
+    }
+}
