@@ -1,0 +1,13 @@
+//! Test doubles shared by the crate's tests, benchmarks and the `prefetch`
+//! command (feature `testing`): sources that simulate a link, count, fail or
+//! block, and a local HTTP server with simulated latency, bandwidth and
+//! faults.
+
+mod http_server;
+mod sources;
+
+pub use http_server::{Fault, RequestRecord, ServerBuilder, TestServer};
+pub use sources::{
+    fill_pattern, pattern, pattern_byte, BlockingSource, Call, CountingSource, FailingSource, Gate,
+    ScriptedSource, SimulatedLink, Step,
+};
