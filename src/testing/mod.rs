@@ -8,6 +8,6 @@ mod sources;
 
 pub use http_server::{Fault, RequestRecord, ServerBuilder, TestServer};
 pub use sources::{
-    fill_pattern, pattern, pattern_byte, BlockingSource, Call, CountingSource, FailingSource, Gate,
-    ScriptedSource, SimulatedLink, Step,
+    fill_pattern, is_pattern, pattern, pattern_byte, BlockingSource, Call, CountingSource,
+    FailingSource, Gate, ScriptedSource, SimulatedLink, Step,
 };
