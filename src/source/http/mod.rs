@@ -670,6 +670,11 @@ impl HttpSource {
     fn pin_description(&self) -> String {
         match &self.pin {
             Some((name, value)) => {
+                let name = if name == header::IF_MATCH {
+                    "If-Match"
+                } else {
+                    "If-Unmodified-Since"
+                };
                 format!("{name}: {}", value.to_str().unwrap_or("(not text)"))
             }
             None => "the version opened".to_owned(),
