@@ -55,6 +55,8 @@ mod prefetch;
 mod reader;
 mod source;
 mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{
     ReaderBuilder, DEFAULT_CONCURRENCY, DEFAULT_FIRST_REQUEST_SIZE, DEFAULT_MAX_PART_SIZE,
