@@ -588,6 +588,48 @@ fn a_persistent_stall_ends_in_timed_out() {
 }
 
 #[test]
+fn a_retry_after_beyond_the_retry_budget_gives_up_at_once() {
+    watchdog(|| {
+        let server = server_with("/busy.bin", &[1; 1000]);
+        let mut policy = quick_retries();
+        policy.max_total = Duration::from_secs(5);
+        let source = HttpSource::builder()
+            .retry_policy(policy)
+            .open(&server.url("/busy.bin"))
+            .expect("open");
+        server.push_fault(Fault::TooManyRequests {
+            retry_after_secs: 3600,
+        });
+        let err = read_range(&source, 0, 1000).expect_err("busy for an hour");
+        assert!(
+            matches!(err, Error::HttpStatus { status: 429, .. }),
+            "{err:?}"
+        );
+        assert_eq!(server.get_count(), 1);
+    });
+}
+
+#[test]
+fn a_callers_agent_is_used_and_statuses_are_still_read_as_answers() {
+    watchdog(|| {
+        let data = random_bytes(100_000, 21);
+        let server = server_with("/agent.bin", &data);
+        // ureq's default agent turns 4xx and 5xx into errors without headers.
+        let agent = ureq::Agent::new_with_defaults();
+        let mut builder = HttpSource::builder();
+        builder.agent(agent).retry_policy(quick_retries());
+        let source = builder.open(&server.url("/agent.bin")).expect("open");
+        assert!(read_range(&source, 10, 1000).expect("read") == data[10..1010]);
+        server.push_fault(Fault::TooManyRequests {
+            retry_after_secs: 0,
+        });
+        assert!(read_range(&source, 0, 100).expect("read after a 429") == data[..100]);
+        let err = builder.open(&server.url("/none.bin")).expect_err("missing");
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    });
+}
+
+#[test]
 fn a_missing_object_is_not_found_and_not_retried() {
     watchdog(|| {
         let server = server_with("/here.bin", &[1; 10]);
