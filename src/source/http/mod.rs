@@ -11,13 +11,16 @@
 //! object or takes a compressed or misplaced body for the bytes it asked for.
 //!
 //! Failures that may not last are retried (see [`RetryPolicy`]); a body cut
-//! short resumes at its first missing byte. The pieces: `url` checks the URL,
-//! `response` parses headers, `retry` decides the waits, `redact` writes URLs
-//! for messages.
+//! short resumes at its first missing byte.
+//!
+//! The pieces: `builder` holds the settings, `url` checks the URL,
+//! `response` parses headers, `checks` decides whether a response is the one
+//! asked for and maps failures to error kinds, `retry` decides the waits,
+//! `redact` writes URLs for messages.
 
 use std::fmt;
 use std::io::{self, Read};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use ureq::http::header::{self, HeaderName, HeaderValue};
@@ -27,11 +30,14 @@ use ureq::{Agent, Body};
 use super::{FetchContext, RangeSource};
 use crate::error::{Error, Result};
 
+mod builder;
+mod checks;
 mod redact;
 mod response;
 mod retry;
 mod url;
 
+pub use builder::HttpSourceBuilder;
 pub(crate) use redact::redact_url;
 pub use retry::{
     RetryPolicy, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
@@ -39,9 +45,9 @@ pub use retry::{
 };
 pub(crate) use url::percent_decode;
 
-use response::{etags_match, excerpt, is_identity_encoding, is_weak_etag, parse_content_range};
+use response::{is_weak_etag, parse_content_range};
 use response::{parse_u64, ContentRange};
-use retry::{parse_retry_after, sleep_unless_cancelled, Retrier};
+use retry::{sleep_unless_cancelled, Retrier};
 
 /// How long connecting (DNS, TCP and TLS) may take before it is a timeout.
 /// Ten seconds outlasts a congested link yet reports a dead host soon.
@@ -454,119 +460,6 @@ impl HttpSource {
         }
     }
 
-    /// Checks a 206: encoding, `Content-Range` (total first: a different
-    /// total is a different object), `Content-Length`, validator.
-    fn check_partial(&self, response: &Response<Body>, start: u64, last: u64) -> Result<()> {
-        let what = format!("GET bytes={start}-{last}");
-        self.check_encoding(response, &what)?;
-        let range = self.content_range(response, &what)?;
-        let got = header_str(response, header::CONTENT_RANGE).unwrap_or_default();
-        match range {
-            ContentRange::Bytes {
-                total: Some(total), ..
-            } if total != self.len => {
-                return Err(self.changed(format!(
-                    "{what}: Content-Range `{got}` gives length {total}, was {} at open",
-                    self.len
-                )))
-            }
-            ContentRange::Bytes {
-                start: s, end: e, ..
-            } if (s, e) == (start, last) => {}
-            _ => {
-                return Err(self.invalid(format!(
-                    "{what}: got Content-Range `{got}`, another range than asked for"
-                )))
-            }
-        }
-        self.check_content_length(response, &what, last - start + 1, false)?;
-        self.check_validator(response, &what)
-    }
-
-    /// Checks a 200 to a ranged `GET`: acceptable only when the whole
-    /// object was asked for.
-    fn check_whole(&self, response: &Response<Body>, start: u64, last: u64) -> Result<()> {
-        let what = format!("GET bytes={start}-{last}");
-        if start != 0 || last + 1 != self.len {
-            return Err(Error::RangeNotSupported {
-                object: self.location.clone(),
-                detail: format!("{what}: the server ignored Range and sent the whole object (200)"),
-            });
-        }
-        self.check_encoding(response, &what)?;
-        self.check_content_length(response, &what, self.len, true)?;
-        self.check_validator(response, &what)
-    }
-
-    fn check_encoding(&self, response: &Response<Body>, what: &str) -> Result<()> {
-        match header_str(response, header::CONTENT_ENCODING) {
-            Some(encoding) if !is_identity_encoding(encoding) => Err(Error::RangeNotSupported {
-                object: self.location.clone(),
-                detail: format!(
-                    "{what}: the body is encoded (Content-Encoding: {encoding}) although \
-                     `Accept-Encoding: identity` was sent"
-                ),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn content_range(&self, response: &Response<Body>, what: &str) -> Result<ContentRange> {
-        let value = header_str(response, header::CONTENT_RANGE)
-            .ok_or_else(|| self.invalid(format!("{what}: 206 without Content-Range")))?;
-        parse_content_range(value)
-            .ok_or_else(|| self.invalid(format!("{what}: malformed Content-Range `{value}`")))
-    }
-
-    /// `Content-Length`, when sent, must be `expected`; for the whole
-    /// object, another length means another object.
-    fn check_content_length(
-        &self,
-        response: &Response<Body>,
-        what: &str,
-        expected: u64,
-        whole: bool,
-    ) -> Result<()> {
-        let Some(value) = header_str(response, header::CONTENT_LENGTH) else {
-            return Ok(());
-        };
-        match parse_u64(value.trim()) {
-            None => Err(self.invalid(format!("{what}: non-numeric Content-Length `{value}`"))),
-            Some(n) if n == expected => Ok(()),
-            Some(n) if whole => Err(self.changed(format!(
-                "{what}: Content-Length {n} of the whole object, was {expected} at open"
-            ))),
-            Some(n) => Err(self.invalid(format!(
-                "{what}: Content-Length {n} for a range of {expected} bytes"
-            ))),
-        }
-    }
-
-    /// The response must come from the version opened.
-    fn check_validator(&self, response: &Response<Body>, what: &str) -> Result<()> {
-        if let Some(ours) = &self.etag {
-            if let Some(theirs) = header_str(response, header::ETAG) {
-                if !etags_match(ours, theirs) {
-                    return Err(self.changed(format!(
-                        "{what}: ETag is now {}, was {ours} at open",
-                        theirs.trim()
-                    )));
-                }
-            }
-        } else if let (Some(ours), Some(theirs)) = (
-            &self.last_modified,
-            header_str(response, header::LAST_MODIFIED),
-        ) {
-            if ours != theirs.trim() {
-                return Err(self.changed(format!(
-                    "{what}: Last-Modified is now {}, was {ours} at open",
-                    theirs.trim()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Sends one request with the source's headers, `Accept-Encoding:
     /// identity`, the range and (when `pinned`) the precondition.
     fn send(
@@ -609,155 +502,6 @@ impl HttpSource {
             .build()
             .call()
             .map_err(|err| self.transport_error(err, &what).into())
-    }
-
-    /// The error for a status that is not an answer: its kind, the
-    /// server's message and its `Retry-After`.
-    fn status_failure(&self, mut response: Response<Body>, range: Option<(u64, u64)>) -> Failure {
-        let status = response.status().as_u16();
-        let retry_after = header_str(&response, header::RETRY_AFTER)
-            .and_then(|value| parse_retry_after(value, SystemTime::now()));
-        let what = match range {
-            Some((start, last)) => format!("GET bytes={start}-{last}"),
-            None => "HEAD".to_owned(),
-        };
-        let content_range =
-            header_str(&response, header::CONTENT_RANGE).and_then(parse_content_range);
-        let message = server_message(&mut response);
-        let detail = |prefix: String| {
-            if message.is_empty() {
-                prefix
-            } else {
-                format!("{prefix}: {message}")
-            }
-        };
-        let error = match status {
-            404 | 410 => Error::NotFound {
-                object: self.location.clone(),
-                detail: detail(format!("{what}: status {status}")),
-            },
-            401 | 403 => Error::PermissionDenied {
-                object: self.location.clone(),
-                status,
-                detail: detail(what),
-            },
-            412 => self.changed(format!(
-                "{what}: status 412 Precondition Failed: it no longer matches {}",
-                self.pin_description()
-            )),
-            416 => match content_range {
-                Some(ContentRange::Unsatisfied { total }) if total != self.len => {
-                    self.changed(format!(
-                        "{what}: status 416, length is now {total}, was {} at open",
-                        self.len
-                    ))
-                }
-                _ => Error::HttpStatus {
-                    object: self.location.clone(),
-                    status,
-                    detail: detail(what),
-                },
-            },
-            _ => Error::HttpStatus {
-                object: self.location.clone(),
-                status,
-                detail: detail(what),
-            },
-        };
-        Failure { error, retry_after }
-    }
-
-    fn pin_description(&self) -> String {
-        match &self.pin {
-            Some((name, value)) => {
-                let name = if name == header::IF_MATCH {
-                    "If-Match"
-                } else {
-                    "If-Unmodified-Since"
-                };
-                format!("{name}: {}", value.to_str().unwrap_or("(not text)"))
-            }
-            None => "the version opened".to_owned(),
-        }
-    }
-
-    /// Maps a failure to get a response (or to read its body) from ureq.
-    fn transport_error(&self, err: ureq::Error, what: &str) -> Error {
-        let context = || format!("{what} {}", self.location);
-        match err {
-            ureq::Error::Timeout(timeout) => {
-                let limit = match timeout {
-                    ureq::Timeout::Connect => self
-                        .connect_timeout
-                        .map(|t| format!(" of {t:?}"))
-                        .unwrap_or_default(),
-                    ureq::Timeout::PerRead => self
-                        .read_timeout
-                        .map(|t| format!(" of {t:?} without data"))
-                        .unwrap_or_default(),
-                    _ => String::new(),
-                };
-                Error::TimedOut {
-                    object: self.location.clone(),
-                    detail: format!("{what}: {timeout} timeout{limit}"),
-                }
-            }
-            ureq::Error::Io(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                Error::TimedOut {
-                    object: self.location.clone(),
-                    detail: format!("{what}: {err}"),
-                }
-            }
-            ureq::Error::Io(err) => Error::io(context(), err),
-            ureq::Error::HostNotFound => Error::io(
-                context(),
-                io::Error::new(io::ErrorKind::HostUnreachable, "host not found"),
-            ),
-            ureq::Error::Protocol(err) => self.invalid(format!("{what}: {err}")),
-            ureq::Error::BadUri(reason) => Error::InvalidLocation {
-                location: self.location.clone(),
-                reason,
-            },
-            ureq::Error::TooManyRedirects => self.invalid(format!("{what}: too many redirects")),
-            ureq::Error::StatusCode(status) => Error::HttpStatus {
-                object: self.location.clone(),
-                status,
-                detail: what.to_owned(),
-            },
-            other => Error::io(context(), io::Error::other(other.to_string())),
-        }
-    }
-
-    /// Maps an error reading a body: a connection that ended or broke is a
-    /// truncated body (retried, resuming where it broke).
-    fn body_error(
-        &self,
-        err: io::Error,
-        what: &str,
-        offset: u64,
-        expected: usize,
-        received: usize,
-    ) -> Error {
-        match ureq::Error::from(err) {
-            ureq::Error::Io(err)
-                if matches!(
-                    err.kind(),
-                    io::ErrorKind::UnexpectedEof
-                        | io::ErrorKind::ConnectionReset
-                        | io::ErrorKind::ConnectionAborted
-                        | io::ErrorKind::BrokenPipe
-                ) =>
-            {
-                log::debug!("{what} {}: body broken: {err}", self.location);
-                self.truncated(offset, expected, received)
-            }
-            other => self.transport_error(other, what),
-        }
     }
 
     fn truncated(&self, offset: u64, expected: usize, received: usize) -> Error {
@@ -843,206 +587,4 @@ fn own_agent(pool_size: usize) -> Agent {
 
 fn header_str(response: &Response<Body>, name: HeaderName) -> Option<&str> {
     response.headers().get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The start of an error body, when it is text meant for people or
-/// programs (XML, JSON, plain text) rather than an HTML page.
-fn server_message(response: &mut Response<Body>) -> String {
-    let textual = header_str(response, header::CONTENT_TYPE).is_some_and(|ct| {
-        let ct = ct.to_ascii_lowercase();
-        ct.contains("xml") || ct.contains("json") || ct.starts_with("text/plain")
-    });
-    if !textual {
-        return String::new();
-    }
-    let mut bytes = Vec::new();
-    let _ = response
-        .body_mut()
-        .as_reader()
-        .take(ERROR_BODY_LIMIT)
-        .read_to_end(&mut bytes);
-    excerpt(&bytes)
-}
-
-/// Settings for opening [`HttpSource`]s; one builder opens many objects.
-///
-/// ```no_run
-/// use prefetch_reader::{HttpSource, PrefetchReader};
-/// use std::time::Duration;
-///
-/// let mut builder = HttpSource::builder();
-/// builder
-///     .connect_timeout(Duration::from_secs(5))
-///     .user_agent("my-tool/1.0");
-/// for url in ["https://example.com/a.bin", "https://example.com/b.bin"] {
-///     let reader = PrefetchReader::new(builder.open(url)?)?;
-/// }
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Default)]
-pub struct HttpSourceBuilder {
-    headers: Vec<(String, String)>,
-    bearer_token: Option<String>,
-    connect_timeout: Option<Duration>,
-    read_timeout: Option<Duration>,
-    retry: RetryPolicy,
-    user_agent: Option<String>,
-    agent: Option<Agent>,
-}
-
-impl HttpSourceBuilder {
-    /// A builder with every default.
-    pub fn new() -> HttpSourceBuilder {
-        HttpSourceBuilder::default()
-    }
-
-    /// Sends the header `name: value` with every request (added to those
-    /// set before). Checked when a source is opened.
-    pub fn header(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
-        self.headers.push((name.into(), value.into()));
-        self
-    }
-
-    /// Sends `Authorization: Bearer TOKEN` with every request. Never shown
-    /// in messages or `Debug` output. Takes the place of credentials in
-    /// the URL's userinfo (which are otherwise sent as Basic auth).
-    pub fn bearer_token(&mut self, token: impl Into<String>) -> &mut Self {
-        self.bearer_token = Some(token.into());
-        self
-    }
-
-    /// How long connecting may take. Defaults to
-    /// [`DEFAULT_CONNECT_TIMEOUT`] (10 s) with the source's own agent; with
-    /// a caller's [`agent`](Self::agent), the agent's own setting unless
-    /// this is called.
-    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.connect_timeout = Some(timeout);
-        self
-    }
-
-    /// How long a response may stall (no byte of headers or body arriving)
-    /// before it is [`Error::TimedOut`] (and retried). Defaults to
-    /// [`DEFAULT_READ_TIMEOUT`] (30 s) with the source's own agent; with a
-    /// caller's [`agent`](Self::agent), the agent's own setting unless this
-    /// is called.
-    pub fn read_timeout(&mut self, timeout: Duration) -> &mut Self {
-        self.read_timeout = Some(timeout);
-        self
-    }
-
-    /// How failures that may not last are retried. Defaults to
-    /// [`RetryPolicy::default`].
-    pub fn retry_policy(&mut self, policy: RetryPolicy) -> &mut Self {
-        self.retry = policy;
-        self
-    }
-
-    /// The `User-Agent` header. Defaults to [`DEFAULT_USER_AGENT`]
-    /// (`prefetch-reader/VERSION`).
-    pub fn user_agent(&mut self, user_agent: impl Into<String>) -> &mut Self {
-        self.user_agent = Some(user_agent.into());
-        self
-    }
-
-    /// Sends requests through `agent` (for its proxy, TLS or resolver
-    /// settings), used as it is: its connection pool is not resized to the
-    /// reader's concurrency, so give it at least that many idle connections
-    /// per host. Statuses are read as answers whatever its
-    /// `http_status_as_error`. By default the source makes its own agent.
-    pub fn agent(&mut self, agent: Agent) -> &mut Self {
-        self.agent = Some(agent);
-        self
-    }
-
-    /// Opens the object at `url` with these settings.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidConfig`] for a header that cannot be sent, and those
-    /// of [`HttpSource::open`].
-    pub fn open(&self, url: &str) -> Result<HttpSource> {
-        let parsed = url::parse_http_url(url)?;
-        let mut headers = Vec::with_capacity(self.headers.len() + 2);
-        for (name, value) in &self.headers {
-            let name =
-                HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::InvalidConfig {
-                    setting: "header",
-                    reason: format!("`{name}` is not a valid header name"),
-                })?;
-            let mut value = HeaderValue::from_str(value).map_err(|_| Error::InvalidConfig {
-                setting: "header",
-                reason: format!("the value of `{name}` is not a valid header value"),
-            })?;
-            value.set_sensitive(true);
-            headers.push((name, value));
-        }
-        let user_agent = self.user_agent.as_deref().unwrap_or(DEFAULT_USER_AGENT);
-        let user_agent = HeaderValue::from_str(user_agent).map_err(|_| Error::InvalidConfig {
-            setting: "user_agent",
-            reason: format!("`{user_agent}` is not a valid header value"),
-        })?;
-        headers.push((header::USER_AGENT, user_agent));
-        let authorization = match (&self.bearer_token, &parsed.userinfo) {
-            (Some(token), _) => Some(("bearer_token", format!("Bearer {token}"))),
-            (None, Some(userinfo)) => {
-                Some(("url", format!("Basic {}", url::base64(userinfo.as_bytes()))))
-            }
-            (None, None) => None,
-        };
-        if let Some((setting, value)) = authorization {
-            let mut value = HeaderValue::from_str(&value).map_err(|_| Error::InvalidConfig {
-                setting,
-                reason: "the credentials are not a valid header value".to_owned(),
-            })?;
-            value.set_sensitive(true);
-            headers.push((header::AUTHORIZATION, value));
-        }
-        let (agent, own_pool_size, connect_timeout, read_timeout) = match &self.agent {
-            Some(agent) => (agent.clone(), None, self.connect_timeout, self.read_timeout),
-            None => (
-                own_agent(INITIAL_POOL_SIZE),
-                Some(INITIAL_POOL_SIZE),
-                Some(self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)),
-                Some(self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
-            ),
-        };
-        let mut source = HttpSource {
-            url: parsed.request_url,
-            location: redact_url(url),
-            len: 0,
-            etag: None,
-            last_modified: None,
-            pin: None,
-            headers,
-            connect_timeout,
-            read_timeout,
-            retry: self.retry.clone(),
-            agent: Mutex::new(AgentSlot {
-                agent,
-                own_pool_size,
-            }),
-        };
-        let meta = source.learn_metadata()?;
-        source.pin_to(meta)?;
-        Ok(source)
-    }
-}
-
-impl fmt::Debug for HttpSourceBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Header values and the token may be secrets: names only.
-        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
-        f.debug_struct("HttpSourceBuilder")
-            .field("headers", &header_names)
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "REDACTED"),
-            )
-            .field("connect_timeout", &self.connect_timeout)
-            .field("read_timeout", &self.read_timeout)
-            .field("retry", &self.retry)
-            .field("user_agent", &self.user_agent)
-            .field("agent", &self.agent.as_ref().map(|_| "caller's"))
-            .finish()
-    }
 }
