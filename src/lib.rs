@@ -29,13 +29,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Sources: [`MemorySource`], [`FileSource`] (positional reads) and
-//! [`MmapSource`] (a memory map, `unsafe` to open), or your own
-//! [`RangeSource`].
+//! Sources: [`HttpSource`] (range requests over HTTP(S)), [`MemorySource`],
+//! [`FileSource`] (positional reads) and [`MmapSource`] (a memory map,
+//! `unsafe` to open), or your own [`RangeSource`]. [`open`] picks one from
+//! a location:
+//!
+//! ```no_run
+//! use std::io::Read;
+//!
+//! let mut reader = prefetch_reader::open("https://example.com/data.csv")?;
+//! let mut text = String::new();
+//! reader.read_to_string(&mut text)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 mod config;
 mod error;
+mod open;
 mod prefetch;
 mod reader;
 mod source;
@@ -48,7 +59,12 @@ pub use config::{
     DEFAULT_MAX_PREFETCH, DEFAULT_MIN_PART_SIZE, DEFAULT_WINDOW_BEHIND,
 };
 pub use error::{Error, Result};
+pub use open::{open, open_source};
 pub use prefetch::IO_THREADS;
 pub use reader::PrefetchReader;
-pub use source::{FetchContext, FileSource, MemorySource, MmapSource, RangeSource};
+pub use source::{
+    FetchContext, FileSource, HttpSource, HttpSourceBuilder, MemorySource, MmapSource, RangeSource,
+    RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT,
+};
 pub use stats::Stats;

@@ -441,7 +441,7 @@ impl<S: RangeSource> PrefetchReader<S> {
                 continue;
             }
             debug_assert_eq!(block.offset, self.next_offset, "blocks arrive in order");
-            debug_assert!(self.next_ticket.map_or(true, |t| block.ticket > t));
+            debug_assert!(self.next_ticket.is_none_or(|t| block.ticket > t));
             self.next_offset = block.end();
             self.next_ticket = Some(block.ticket);
             if block.end() <= self.pos {

@@ -10,10 +10,16 @@ use crate::error::{Error, Result};
 use crate::stats::Counters;
 
 mod file;
+pub(crate) mod http;
 mod memory;
 mod mmap;
 
 pub use file::FileSource;
+pub use http::{
+    HttpSource, HttpSourceBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT,
+    DEFAULT_USER_AGENT,
+};
 pub use memory::MemorySource;
 pub use mmap::MmapSource;
 

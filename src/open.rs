@@ -1,0 +1,202 @@
+//! [`open`] and [`open_source`]: a reader or a source from a location
+//! string, whatever its scheme.
+
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::reader::PrefetchReader;
+use crate::source::http::{percent_decode, redact_url};
+use crate::source::{FileSource, HttpSource, RangeSource};
+
+/// Opens `location` and returns a reader over it with every default
+/// setting: the one reader type for every kind of location
+/// (see [`open_source`] for which).
+///
+/// ```no_run
+/// use std::io::Read;
+///
+/// let mut reader = prefetch_reader::open("https://example.com/big.bin")?;
+/// let mut first = [0; 4];
+/// reader.read_exact(&mut first)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// Those of [`open_source`], and [`Error::Io`] if the reader cannot start.
+pub fn open(location: &str) -> Result<PrefetchReader> {
+    PrefetchReader::new(open_source(location)?)
+}
+
+/// Opens the object at `location` as a boxed [`RangeSource`], to build a
+/// reader with chosen settings:
+///
+/// - `http://…` and `https://…`: an [`HttpSource`] with default settings;
+/// - `file:///path` (or `file://localhost/path`): a [`FileSource`];
+/// - anything without `scheme://`: a local path, as a [`FileSource`].
+///
+/// ```
+/// use prefetch_reader::{open_source, PrefetchReader};
+///
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("data.bin");
+/// # std::fs::write(&path, b"hello")?;
+/// let source = open_source(path.to_str().unwrap())?;
+/// assert_eq!(source.len(), 5);
+/// let reader = PrefetchReader::builder().concurrency(4).build(source)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::InvalidLocation`] for an empty location, an unknown scheme or
+/// a malformed URL (naming what is wrong), and the errors of opening the
+/// object.
+pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
+    Ok(match parse_location(location)? {
+        Location::Http => Box::new(HttpSource::open(location)?),
+        Location::Path(path) => Box::new(FileSource::open(path)?),
+    })
+}
+
+/// What a location names.
+#[derive(Debug, PartialEq, Eq)]
+enum Location {
+    Http,
+    Path(PathBuf),
+}
+
+/// Schemes a location may use: listed so that `http:/host` (one slash) is
+/// an error, not a relative path.
+const KNOWN_SCHEMES: &[&str] = &["http", "https", "file", "gs", "s3"];
+
+fn parse_location(location: &str) -> Result<Location> {
+    let invalid = |reason: String| Error::InvalidLocation {
+        location: redact_url(location),
+        reason,
+    };
+    if location.is_empty() {
+        return Err(invalid("empty location".to_owned()));
+    }
+    let Some((scheme, rest)) = split_scheme(location) else {
+        return Ok(Location::Path(PathBuf::from(location)));
+    };
+    let Some(rest) = rest.strip_prefix("//") else {
+        return Err(invalid(format!(
+            "malformed URL: expected `{scheme}://` after the scheme"
+        )));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" | "https" => Ok(Location::Http),
+        "file" => file_url_path(rest).map(Location::Path).map_err(invalid),
+        // More schemes (gs://, s3://) get their arm here.
+        other => Err(invalid(format!(
+            "unsupported scheme `{other}` (supported: http, https, file, or a plain path)"
+        ))),
+    }
+}
+
+/// The scheme of `scheme://…`, or of `known-scheme:…`; `None` for a path
+/// (a Windows drive letter `C:` is a path, not a scheme).
+fn split_scheme(location: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = location.split_once(':')?;
+    let well_formed = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let known = KNOWN_SCHEMES
+        .iter()
+        .any(|known| known.eq_ignore_ascii_case(scheme));
+    (well_formed && (rest.starts_with("//") || known)).then_some((scheme, rest))
+}
+
+/// The path of a `file://` URL after the `//`.
+fn file_url_path(rest: &str) -> std::result::Result<PathBuf, String> {
+    let (host, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => return Err("a file URL needs an absolute path: `file:///path`".to_owned()),
+    };
+    if !host.is_empty() && !host.eq_ignore_ascii_case("localhost") {
+        return Err(format!(
+            "file URL with host `{host}`: only local files (`file:///path`) are supported"
+        ));
+    }
+    Ok(PathBuf::from(percent_decode(path)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(location: &str) -> String {
+        match parse_location(location) {
+            Err(Error::InvalidLocation { reason, .. }) => reason,
+            other => panic!("{location}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn http_and_https_urls_are_http() {
+        assert_eq!(parse_location("http://h/x").unwrap(), Location::Http);
+        assert_eq!(parse_location("HTTPS://h/x").unwrap(), Location::Http);
+    }
+
+    #[test]
+    fn plain_paths_are_paths() {
+        for path in [
+            "data.bin",
+            "/tmp/a b.bin",
+            "./x:y",
+            "C:\\data\\x.bin",
+            "dir/file",
+        ] {
+            assert_eq!(
+                parse_location(path).unwrap(),
+                Location::Path(PathBuf::from(path)),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn file_urls_are_decoded_paths() {
+        assert_eq!(
+            parse_location("file:///tmp/a%20b.bin").unwrap(),
+            Location::Path(PathBuf::from("/tmp/a b.bin"))
+        );
+        assert_eq!(
+            parse_location("file://localhost/tmp/x").unwrap(),
+            Location::Path(PathBuf::from("/tmp/x"))
+        );
+        assert!(reason("file://server/share/x").contains("host `server`"));
+        assert!(reason("file://").contains("absolute path"));
+    }
+
+    #[test]
+    fn unknown_schemes_are_named() {
+        assert!(reason("ftp://host/x").contains("unsupported scheme `ftp`"));
+        assert!(reason("gs://bucket/object").contains("unsupported scheme `gs`"));
+    }
+
+    #[test]
+    fn a_known_scheme_without_slashes_is_malformed() {
+        assert!(reason("http:/host/x").contains("expected `http://`"));
+        assert!(reason("https:host").contains("expected `https://`"));
+    }
+
+    #[test]
+    fn an_empty_location_is_invalid() {
+        assert_eq!(reason(""), "empty location");
+    }
+
+    #[test]
+    fn a_secret_in_a_rejected_location_is_redacted() {
+        let err = parse_location("ftp://me:hunter2@host/x?token=abc").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            !message.contains("hunter2") && !message.contains("abc"),
+            "{message}"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! [`HttpSourceBuilder`]: the settings an [`HttpSource`] is opened with.
+
+use std::fmt;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use ureq::http::header::{self, HeaderName, HeaderValue};
+use ureq::Agent;
+
+use super::redact::redact_url;
+use super::{
+    own_agent, url, AgentSlot, HttpSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, INITIAL_POOL_SIZE,
+};
+use crate::error::{Error, Result};
+
+/// Settings for opening [`HttpSource`]s; one builder opens many objects.
+///
+/// ```no_run
+/// use prefetch_reader::{HttpSource, PrefetchReader};
+/// use std::time::Duration;
+///
+/// let mut builder = HttpSource::builder();
+/// builder
+///     .connect_timeout(Duration::from_secs(5))
+///     .user_agent("my-tool/1.0");
+/// for url in ["https://example.com/a.bin", "https://example.com/b.bin"] {
+///     let reader = PrefetchReader::new(builder.open(url)?)?;
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct HttpSourceBuilder {
+    headers: Vec<(String, String)>,
+    bearer_token: Option<String>,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    retry: RetryPolicy,
+    user_agent: Option<String>,
+    agent: Option<Agent>,
+}
+
+impl HttpSourceBuilder {
+    /// A builder with every default.
+    pub fn new() -> HttpSourceBuilder {
+        HttpSourceBuilder::default()
+    }
+
+    /// Sends the header `name: value` with every request (added to those
+    /// set before). Checked when a source is opened.
+    pub fn header(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sends `Authorization: Bearer TOKEN` with every request. Never shown
+    /// in messages or `Debug` output. Takes the place of credentials in
+    /// the URL's userinfo (which are otherwise sent as Basic auth).
+    pub fn bearer_token(&mut self, token: impl Into<String>) -> &mut Self {
+        self.bearer_token = Some(token.into());
+        self
+    }
+
+    /// How long connecting may take. Defaults to
+    /// [`DEFAULT_CONNECT_TIMEOUT`] (10 s) with the source's own agent; with
+    /// a caller's [`agent`](Self::agent), the agent's own setting unless
+    /// this is called.
+    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a response may stall (no byte of headers or body arriving)
+    /// before it is [`Error::TimedOut`] (and retried). Defaults to
+    /// [`DEFAULT_READ_TIMEOUT`] (30 s) with the source's own agent; with a
+    /// caller's [`agent`](Self::agent), the agent's own setting unless this
+    /// is called.
+    pub fn read_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.read_timeout = Some(timeout);
+        self
+    }
+
+    /// How failures that may not last are retried. Defaults to
+    /// [`RetryPolicy::default`].
+    pub fn retry_policy(&mut self, policy: RetryPolicy) -> &mut Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The `User-Agent` header. Defaults to [`DEFAULT_USER_AGENT`]
+    /// (`prefetch-reader/VERSION`).
+    pub fn user_agent(&mut self, user_agent: impl Into<String>) -> &mut Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// Sends requests through `agent` (for its proxy, TLS or resolver
+    /// settings), used as it is: its connection pool is not resized to the
+    /// reader's concurrency, so give it at least that many idle connections
+    /// per host. Statuses are read as answers whatever its
+    /// `http_status_as_error`. By default the source makes its own agent.
+    pub fn agent(&mut self, agent: Agent) -> &mut Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// Opens the object at `url` with these settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a header that cannot be sent, and those
+    /// of [`HttpSource::open`].
+    pub fn open(&self, url: &str) -> Result<HttpSource> {
+        let parsed = url::parse_http_url(url)?;
+        let mut headers = Vec::with_capacity(self.headers.len() + 2);
+        for (name, value) in &self.headers {
+            let name =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|_| Error::InvalidConfig {
+                    setting: "header",
+                    reason: format!("`{name}` is not a valid header name"),
+                })?;
+            let mut value = HeaderValue::from_str(value).map_err(|_| Error::InvalidConfig {
+                setting: "header",
+                reason: format!("the value of `{name}` is not a valid header value"),
+            })?;
+            value.set_sensitive(true);
+            headers.push((name, value));
+        }
+        let user_agent = self.user_agent.as_deref().unwrap_or(DEFAULT_USER_AGENT);
+        let user_agent = HeaderValue::from_str(user_agent).map_err(|_| Error::InvalidConfig {
+            setting: "user_agent",
+            reason: format!("`{user_agent}` is not a valid header value"),
+        })?;
+        headers.push((header::USER_AGENT, user_agent));
+        let authorization = match (&self.bearer_token, &parsed.userinfo) {
+            (Some(token), _) => Some(("bearer_token", format!("Bearer {token}"))),
+            (None, Some(userinfo)) => {
+                Some(("url", format!("Basic {}", url::base64(userinfo.as_bytes()))))
+            }
+            (None, None) => None,
+        };
+        if let Some((setting, value)) = authorization {
+            let mut value = HeaderValue::from_str(&value).map_err(|_| Error::InvalidConfig {
+                setting,
+                reason: "the credentials are not a valid header value".to_owned(),
+            })?;
+            value.set_sensitive(true);
+            headers.push((header::AUTHORIZATION, value));
+        }
+        let (agent, own_pool_size, connect_timeout, read_timeout) = match &self.agent {
+            Some(agent) => (agent.clone(), None, self.connect_timeout, self.read_timeout),
+            None => (
+                own_agent(INITIAL_POOL_SIZE),
+                Some(INITIAL_POOL_SIZE),
+                Some(self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)),
+                Some(self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
+            ),
+        };
+        let mut source = HttpSource {
+            url: parsed.request_url,
+            location: redact_url(url),
+            len: 0,
+            etag: None,
+            last_modified: None,
+            pin: None,
+            headers,
+            connect_timeout,
+            read_timeout,
+            retry: self.retry.clone(),
+            agent: Mutex::new(AgentSlot {
+                agent,
+                own_pool_size,
+            }),
+        };
+        let meta = source.learn_metadata()?;
+        source.pin_to(meta)?;
+        Ok(source)
+    }
+}
+
+impl fmt::Debug for HttpSourceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values and the token may be secrets: names only.
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpSourceBuilder")
+            .field("headers", &header_names)
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "REDACTED"),
+            )
+            .field("connect_timeout", &self.connect_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("retry", &self.retry)
+            .field("user_agent", &self.user_agent)
+            .field("agent", &self.agent.as_ref().map(|_| "caller's"))
+            .finish()
+    }
+}

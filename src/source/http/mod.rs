@@ -1,0 +1,590 @@
+//! [`HttpSource`]: an object behind an `http://` or `https://` URL, read with
+//! range requests over a pool of keep-alive connections.
+//!
+//! Opening learns the object's length and validator (a strong `ETag`, else
+//! `Last-Modified`) from `HEAD`, or, where `HEAD` is refused, from a `GET`
+//! of the first byte. Every later `GET` is pinned to that validator
+//! (`If-Match`, else `If-Unmodified-Since`), and every response is checked
+//! against what was asked and what was seen at open — status,
+//! `Content-Range`, total length, `Content-Length`, encoding, validator —
+//! before a byte of it is used, so a reader never mixes two versions of an
+//! object or takes a compressed or misplaced body for the bytes it asked for.
+//!
+//! Failures that may not last are retried (see [`RetryPolicy`]); a body cut
+//! short resumes at its first missing byte.
+//!
+//! The pieces: `builder` holds the settings, `url` checks the URL,
+//! `response` parses headers, `checks` decides whether a response is the one
+//! asked for and maps failures to error kinds, `retry` decides the waits,
+//! `redact` writes URLs for messages.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use ureq::http::header::{self, HeaderName, HeaderValue};
+use ureq::http::{Method, Response};
+use ureq::{Agent, Body};
+
+use super::{FetchContext, RangeSource};
+use crate::error::{Error, Result};
+
+mod builder;
+mod checks;
+mod redact;
+mod response;
+mod retry;
+mod url;
+
+pub use builder::HttpSourceBuilder;
+pub(crate) use redact::redact_url;
+pub use retry::{
+    RetryPolicy, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
+    DEFAULT_MAX_RETRY_TIME,
+};
+pub(crate) use url::percent_decode;
+
+use response::{is_weak_etag, parse_content_range};
+use response::{parse_u64, ContentRange};
+use retry::{sleep_unless_cancelled, Retrier};
+
+/// How long connecting (DNS, TCP and TLS) may take before it is a timeout.
+/// Ten seconds outlasts a congested link yet reports a dead host soon.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a response may stall — no header or body byte arriving — before
+/// it is a timeout. It bounds each wait for data, not the whole transfer, so
+/// large parts over slow links are not cut off; thirty seconds leaves room
+/// for a server that is slow to start a response.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `User-Agent` sent unless one is set.
+pub const DEFAULT_USER_AGENT: &str = concat!("prefetch-reader/", env!("CARGO_PKG_VERSION"));
+
+/// Bytes read from a body per call, between checks of the cancel flag. The
+/// body goes straight into the caller's buffer; 64 KiB keeps cancellation
+/// prompt (a fraction of a millisecond on a fast link) at no cost in speed.
+const BODY_CHUNK: usize = 64 * 1024;
+
+/// Idle connections the source's own agent keeps before a reader says its
+/// concurrency: the reader's default, so the common case never rebuilds it.
+const INITIAL_POOL_SIZE: usize = crate::DEFAULT_CONCURRENCY;
+
+/// Bytes of an error response's body read for the message.
+const ERROR_BODY_LIMIT: u64 = 1024;
+
+/// An object behind an `http://` or `https://` URL, read with range
+/// requests.
+///
+/// - Sends `Accept-Encoding: identity`, and rejects a response with any
+///   other `Content-Encoding` as [`Error::RangeNotSupported`]: byte ranges
+///   of a compressed body are not ranges of the object.
+/// - Learns the length and validator with `HEAD`; where `HEAD` is refused
+///   (405, 501, or 403 as presigned URLs do, their signature covering the
+///   method) with a `GET` of `bytes=0-0`.
+/// - Pins every read to the version opened: `If-Match` with a strong
+///   `ETag`, else `If-Unmodified-Since` with `Last-Modified` (a weak `ETag`
+///   is never used with `If-Match`). A version that changed is
+///   [`Error::ObjectChanged`] — from 412, or from a response whose `ETag` or
+///   total length differs from the one seen at open. An object with no
+///   validator is read unpinned (still length-checked): see
+///   [`is_pinned`](Self::is_pinned).
+/// - Checks each response: a `Content-Range` or `Content-Length` that does
+///   not match the request is [`Error::InvalidResponse`]; a 200 with the
+///   whole object is accepted only when the whole object was asked for,
+///   else it is [`Error::RangeNotSupported`].
+/// - Maps statuses: 404 and 410 → [`Error::NotFound`], 401 and 403 →
+///   [`Error::PermissionDenied`], timeouts → [`Error::TimedOut`], others →
+///   [`Error::HttpStatus`].
+/// - Retries connect errors, timeouts, 408, 429, 5xx and bodies cut short
+///   (resuming at the first missing byte) as its [`RetryPolicy`] says,
+///   honouring `Retry-After`; never other 4xx.
+/// - Keeps a keep-alive connection pool sized to the reader's concurrency.
+///
+/// Messages name the URL with its userinfo and secret-looking query values
+/// (signatures, tokens, keys) redacted; the bearer token never appears.
+///
+/// ```no_run
+/// use prefetch_reader::{HttpSource, PrefetchReader, RangeSource};
+/// use std::io::Read;
+///
+/// let source = HttpSource::open("https://example.com/data.bin")?;
+/// println!("{} bytes, pinned: {}", source.len(), source.is_pinned());
+/// let mut reader = PrefetchReader::new(source)?;
+/// let mut head = [0; 16];
+/// reader.read_exact(&mut head)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct HttpSource {
+    /// The URL requested: without userinfo or fragment.
+    url: String,
+    /// The URL for messages, secrets redacted.
+    location: String,
+    len: u64,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    /// The precondition sent with every ranged `GET`.
+    pin: Option<(HeaderName, HeaderValue)>,
+    /// Sent with every request: the caller's headers, `User-Agent`,
+    /// `Authorization`.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+    retry: RetryPolicy,
+    agent: Mutex<AgentSlot>,
+}
+
+/// The agent requests go through.
+struct AgentSlot {
+    agent: Agent,
+    /// The idle-connection pool of an agent the source built; `None` for a
+    /// caller's agent, which is used as it is.
+    own_pool_size: Option<usize>,
+}
+
+/// Why an attempt failed, and when the server asked to be tried again.
+#[derive(Debug)]
+struct Failure {
+    error: Error,
+    retry_after: Option<Duration>,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Failure {
+        Failure {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+/// What opening learns about the object.
+#[derive(Debug)]
+struct Metadata {
+    len: u64,
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl HttpSource {
+    /// Opens the object at `url` with every default setting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLocation`] for a URL that is malformed, not
+    /// `http(s)://` or without a host; [`Error::NotFound`],
+    /// [`Error::PermissionDenied`], [`Error::TimedOut`],
+    /// [`Error::HttpStatus`], [`Error::InvalidResponse`] (no usable length,
+    /// say), [`Error::RangeNotSupported`] (an encoded response) or
+    /// [`Error::Io`] (nothing listening, say) from the server.
+    ///
+    /// ```no_run
+    /// let source = prefetch_reader::HttpSource::open("https://example.com/a.zip")?;
+    /// # Ok::<(), prefetch_reader::Error>(())
+    /// ```
+    pub fn open(url: &str) -> Result<HttpSource> {
+        HttpSourceBuilder::new().open(url)
+    }
+
+    /// A builder to set headers, credentials, timeouts, retries or an agent.
+    ///
+    /// ```no_run
+    /// use prefetch_reader::{HttpSource, RetryPolicy};
+    /// use std::time::Duration;
+    ///
+    /// let source = HttpSource::builder()
+    ///     .bearer_token("ya29.secret")
+    ///     .header("X-Request-Source", "batch")
+    ///     .read_timeout(Duration::from_secs(10))
+    ///     .retry_policy(RetryPolicy::never())
+    ///     .open("https://example.com/data.bin")?;
+    /// # Ok::<(), prefetch_reader::Error>(())
+    /// ```
+    pub fn builder() -> HttpSourceBuilder {
+        HttpSourceBuilder::new()
+    }
+
+    /// The URL, with its userinfo and secret-looking query values redacted
+    /// (the form messages use).
+    pub fn redacted_url(&self) -> &str {
+        &self.location
+    }
+
+    /// The `ETag` seen at open, if the server sent one.
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
+    /// The `Last-Modified` seen at open, if the server sent one.
+    pub fn last_modified(&self) -> Option<&str> {
+        self.last_modified.as_deref()
+    }
+
+    /// Whether reads are pinned to the version opened (the server gave a
+    /// strong `ETag` or a `Last-Modified`). An unpinned object that changes
+    /// while it is read is still caught if its length changes, but not
+    /// otherwise.
+    pub fn is_pinned(&self) -> bool {
+        self.pin.is_some()
+    }
+
+    fn agent(&self) -> Agent {
+        self.agent.lock().agent.clone()
+    }
+
+    /// Learns length and validator: `HEAD`, or a `GET` of the first byte
+    /// where `HEAD` is refused or says too little.
+    fn learn_metadata(&self) -> Result<Metadata> {
+        let ctx = FetchContext::new();
+        let agent = self.agent();
+        if let Some(meta) = self.with_retries(&ctx, || self.head(&agent))? {
+            return Ok(meta);
+        }
+        self.with_retries(&ctx, || self.probe(&agent))
+    }
+
+    fn head(&self, agent: &Agent) -> Result<Option<Metadata>, Failure> {
+        let response = self.send(agent, Method::HEAD, None, false)?;
+        let status = response.status().as_u16();
+        match status {
+            // A presigned URL's signature covers the method: HEAD is 403
+            // where GET is allowed. A real 403 comes back from the GET too.
+            403 | 405 | 501 => {
+                log::debug!(
+                    "HEAD {} refused ({status}); asking for bytes=0-0",
+                    self.location
+                );
+                Ok(None)
+            }
+            200..=299 if status != 206 => {
+                self.check_encoding(&response, "HEAD")?;
+                let Some(value) = header_str(&response, header::CONTENT_LENGTH) else {
+                    log::debug!(
+                        "HEAD {} gave no Content-Length; asking for bytes=0-0",
+                        self.location
+                    );
+                    return Ok(None);
+                };
+                let len = parse_u64(value.trim()).ok_or_else(|| {
+                    self.invalid(format!("HEAD: non-numeric Content-Length `{value}`"))
+                })?;
+                Ok(Some(self.metadata(&response, len)))
+            }
+            _ => Err(self.status_failure(response, None)),
+        }
+    }
+
+    /// `GET` of `bytes=0-0`: `206` with `Content-Range: bytes 0-0/TOTAL`; a
+    /// 0-byte object answers 416 (`bytes */0`) or 200 with an empty body.
+    fn probe(&self, agent: &Agent) -> Result<Metadata, Failure> {
+        let mut response = self.send(agent, Method::GET, Some((0, 0)), false)?;
+        let status = response.status().as_u16();
+        let what = "GET bytes=0-0";
+        match status {
+            206 => {
+                self.check_encoding(&response, what)?;
+                let range = self.content_range(&response, what)?;
+                let len = match range {
+                    ContentRange::Bytes {
+                        start: 0,
+                        end: 0,
+                        total: Some(total),
+                    } => total,
+                    _ => {
+                        return Err(self
+                            .invalid(format!(
+                                "{what}: got Content-Range `{}`, expected `bytes 0-0/LENGTH`",
+                                header_str(&response, header::CONTENT_RANGE).unwrap_or_default()
+                            ))
+                            .into())
+                    }
+                };
+                let meta = self.metadata(&response, len);
+                // Finish the body so the connection can be reused.
+                let mut one = [0; 2];
+                let _ = response.body_mut().as_reader().read(&mut one);
+                Ok(meta)
+            }
+            416 => match header_str(&response, header::CONTENT_RANGE).map(parse_content_range) {
+                None | Some(Some(ContentRange::Unsatisfied { total: 0 })) => {
+                    Ok(self.metadata(&response, 0))
+                }
+                Some(_) => Err(self
+                    .invalid(format!(
+                        "{what}: 416 with Content-Range `{}` (only an empty object cannot serve byte 0)",
+                        header_str(&response, header::CONTENT_RANGE).unwrap_or_default()
+                    ))
+                    .into()),
+            },
+            200 => {
+                self.check_encoding(&response, what)?;
+                let value = header_str(&response, header::CONTENT_LENGTH).ok_or_else(|| {
+                    self.invalid(format!(
+                        "{what}: 200 without Content-Length; the length is unknown"
+                    ))
+                })?;
+                let len = parse_u64(value.trim()).ok_or_else(|| {
+                    self.invalid(format!("{what}: non-numeric Content-Length `{value}`"))
+                })?;
+                if len > 1 {
+                    log::warn!(
+                        "{} ignores byte ranges: only reads of the whole object will succeed",
+                        self.location
+                    );
+                }
+                // The body (the whole object) is not read: dropping the
+                // response closes the connection.
+                Ok(self.metadata(&response, len))
+            }
+            _ => Err(self.status_failure(response, Some((0, 0)))),
+        }
+    }
+
+    fn metadata(&self, response: &Response<Body>, len: u64) -> Metadata {
+        Metadata {
+            len,
+            etag: header_str(response, header::ETAG).map(|v| v.trim().to_owned()),
+            last_modified: header_str(response, header::LAST_MODIFIED).map(|v| v.trim().to_owned()),
+        }
+    }
+
+    /// Takes what opening learned, and picks the precondition for reads.
+    fn pin_to(&mut self, meta: Metadata) -> Result<()> {
+        let strong_etag = meta.etag.as_deref().filter(|etag| !is_weak_etag(etag));
+        self.pin = match (strong_etag, &meta.last_modified) {
+            (Some(etag), _) => Some((header::IF_MATCH, self.header_value(etag, "ETag")?)),
+            (None, Some(date)) => Some((
+                header::IF_UNMODIFIED_SINCE,
+                self.header_value(date, "Last-Modified")?,
+            )),
+            (None, None) => {
+                log::warn!(
+                    "{} has no strong ETag and no Last-Modified: reads are not pinned to one version",
+                    self.location
+                );
+                None
+            }
+        };
+        self.len = meta.len;
+        self.etag = meta.etag;
+        self.last_modified = meta.last_modified;
+        Ok(())
+    }
+
+    fn header_value(&self, value: &str, name: &str) -> Result<HeaderValue> {
+        HeaderValue::from_str(value)
+            .map_err(|_| self.invalid(format!("{name} `{value}` cannot be sent back in a header")))
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retry
+    /// policy gives up; sleeps between attempts unless cancelled.
+    fn with_retries<T>(
+        &self,
+        ctx: &FetchContext,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T> {
+        let mut retrier = Retrier::new(&self.retry);
+        loop {
+            ctx.check_cancelled()?;
+            let failure = match attempt() {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            if !failure.error.is_transient() {
+                return Err(failure.error);
+            }
+            let Some(delay) = retrier.next_delay(failure.retry_after) else {
+                return Err(failure.error);
+            };
+            log::debug!("{}; retrying in {delay:?}", failure.error);
+            ctx.record_retry();
+            sleep_unless_cancelled(delay, ctx)?;
+        }
+    }
+
+    /// One attempt at `offset..offset + buf.len()`, resuming after the
+    /// `filled` bytes earlier attempts delivered and advancing `filled` as
+    /// bytes arrive.
+    fn fetch(
+        &self,
+        agent: &Agent,
+        offset: u64,
+        buf: &mut [u8],
+        filled: &mut usize,
+        ctx: &FetchContext,
+    ) -> Result<(), Failure> {
+        let start = offset + *filled as u64;
+        let last = offset + buf.len() as u64 - 1;
+        let mut response = self.send(agent, Method::GET, Some((start, last)), true)?;
+        match response.status().as_u16() {
+            206 => self.check_partial(&response, start, last)?,
+            200 => self.check_whole(&response, start, last)?,
+            _ => return Err(self.status_failure(response, Some((start, last)))),
+        }
+        let mut body = response.body_mut().as_reader();
+        while *filled < buf.len() {
+            ctx.check_cancelled()?;
+            let chunk_end = buf.len().min(*filled + BODY_CHUNK);
+            match body.read(&mut buf[*filled..chunk_end]) {
+                Ok(0) => return Err(self.truncated(offset, buf.len(), *filled).into()),
+                Ok(n) => {
+                    *filled += n;
+                    ctx.add_bytes(n as u64);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    let what = format!("GET bytes={start}-{last}");
+                    return Err(self
+                        .body_error(err, &what, offset, buf.len(), *filled)
+                        .into());
+                }
+            }
+        }
+        // A body longer than the range asked for is not the range asked for.
+        let mut extra = [0; 1];
+        match body.read(&mut extra) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(self
+                .invalid(format!(
+                    "GET bytes={start}-{last}: the body is longer than the {} bytes asked for",
+                    last - start + 1
+                ))
+                .into()),
+            Err(err) => {
+                // Every byte asked for arrived; only the end of the
+                // exchange failed, and the connection is dropped.
+                log::debug!("{}: after the body: {err}", self.location);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends one request with the source's headers, `Accept-Encoding:
+    /// identity`, the range and (when `pinned`) the precondition.
+    fn send(
+        &self,
+        agent: &Agent,
+        method: Method,
+        range: Option<(u64, u64)>,
+        pinned: bool,
+    ) -> Result<Response<Body>, Failure> {
+        let what = match range {
+            Some((start, last)) => format!("{method} bytes={start}-{last}"),
+            None => method.to_string(),
+        };
+        let mut request = if method == Method::HEAD {
+            agent.head(&self.url)
+        } else {
+            agent.get(&self.url)
+        };
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        request = request.header(header::ACCEPT_ENCODING, "identity");
+        if let Some((start, last)) = range {
+            request = request.header(header::RANGE, format!("bytes={start}-{last}"));
+        }
+        if pinned {
+            if let Some((name, value)) = &self.pin {
+                request = request.header(name, value);
+            }
+        }
+        // Statuses are answers to read (headers and all), not errors.
+        let mut config = request.config().http_status_as_error(false);
+        if let Some(timeout) = self.connect_timeout {
+            config = config.timeout_connect(Some(timeout));
+        }
+        if let Some(timeout) = self.read_timeout {
+            config = config.timeout_per_read(Some(timeout));
+        }
+        config
+            .build()
+            .call()
+            .map_err(|err| self.transport_error(err, &what).into())
+    }
+
+    fn truncated(&self, offset: u64, expected: usize, received: usize) -> Error {
+        Error::Truncated {
+            object: self.location.clone(),
+            offset,
+            expected: expected as u64,
+            received: received as u64,
+        }
+    }
+
+    fn invalid(&self, detail: String) -> Error {
+        Error::InvalidResponse {
+            object: self.location.clone(),
+            detail,
+        }
+    }
+
+    fn changed(&self, detail: String) -> Error {
+        Error::ObjectChanged {
+            object: self.location.clone(),
+            detail,
+        }
+    }
+}
+
+impl RangeSource for HttpSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if offset.saturating_add(buf.len() as u64) > self.len {
+            return Err(self.truncated(offset, buf.len(), 0));
+        }
+        let agent = self.agent();
+        let mut filled = 0;
+        self.with_retries(ctx, || self.fetch(&agent, offset, buf, &mut filled, ctx))
+    }
+
+    /// Grows the source's own connection pool to `concurrency`; a caller's
+    /// agent is left as it is.
+    fn set_concurrency(&self, concurrency: usize) {
+        let mut slot = self.agent.lock();
+        if let Some(pool) = slot.own_pool_size {
+            if concurrency > pool {
+                slot.agent = own_agent(concurrency);
+                slot.own_pool_size = Some(concurrency);
+            }
+        }
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
+    }
+}
+
+impl fmt::Debug for HttpSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSource")
+            .field("url", &self.location)
+            .field("len", &self.len)
+            .field("etag", &self.etag)
+            .field("last_modified", &self.last_modified)
+            .field("pinned", &self.is_pinned())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An agent of the source's own, keeping up to `pool_size` idle
+/// connections to the host.
+fn own_agent(pool_size: usize) -> Agent {
+    Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(pool_size)
+        .max_idle_connections_per_host(pool_size)
+        .build()
+        .new_agent()
+}
+
+fn header_str(response: &Response<Body>, name: HeaderName) -> Option<&str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}

@@ -1,0 +1,916 @@
+//! `HttpSource` and `open` against the crate's test server: integrity,
+//! pinning, every scripted fault, and bad input. Each test asserts the
+//! exact error kind and the requests made; each runs under a watchdog so a
+//! hang is a failure, not a stuck test run.
+
+#![cfg(feature = "testing")]
+
+use std::io::{self, Read, Seek, SeekFrom};
+use std::net::TcpListener;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use prefetch_reader::testing::{Fault, RequestRecord, TestServer};
+use prefetch_reader::{Error, FetchContext, HttpSource, PrefetchReader, RangeSource, RetryPolicy};
+
+/// Generous: the slowest test here takes a few seconds.
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// Runs `body` on its own thread and fails the test if it does not finish
+/// within [`WATCHDOG`] (a hang) or panics (re-raised here).
+fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(value) => value,
+        Err(RecvTimeoutError::Timeout) => panic!("the test hung for {WATCHDOG:?}"),
+        Err(RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the body ended without sending its result"),
+        },
+    }
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut data = vec![0; len];
+    rng.fill(&mut data);
+    data
+}
+
+/// Retries quick enough for tests: 4 attempts, backoffs of at most 50 ms.
+fn quick_retries() -> RetryPolicy {
+    let mut policy = RetryPolicy::default();
+    policy.max_attempts = 4;
+    policy.initial_backoff = Duration::from_millis(10);
+    policy.max_backoff = Duration::from_millis(50);
+    policy
+}
+
+fn server_with(path: &str, data: &[u8]) -> TestServer {
+    TestServer::builder()
+        .object(path, data.to_vec())
+        .build()
+        .expect("start the test server")
+}
+
+fn open_quick(server: &TestServer, path: &str) -> HttpSource {
+    HttpSource::builder()
+        .retry_policy(quick_retries())
+        .open(&server.url(path))
+        .expect("open")
+}
+
+/// Reads `len` bytes at `offset` straight from the source.
+fn read_range(source: &HttpSource, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+    let mut buf = vec![0; len];
+    source.read_at(offset, &mut buf, &FetchContext::new())?;
+    Ok(buf)
+}
+
+fn gets(server: &TestServer) -> Vec<RequestRecord> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "GET")
+        .collect()
+}
+
+/// The crate error inside an `io::Error` from the reader.
+fn crate_error(err: io::Error) -> Error {
+    Error::from_io(err)
+}
+
+// --- integrity --------------------------------------------------------------
+
+#[test]
+fn twenty_mib_at_concurrency_seven_with_one_mib_reads_is_byte_exact() {
+    watchdog(|| {
+        let data = random_bytes(20 << 20, 1);
+        let server = server_with("/big.bin", &data);
+        let source = open_quick(&server, "/big.bin");
+        assert_eq!(source.len(), data.len() as u64);
+        let mut reader = PrefetchReader::builder()
+            .concurrency(7)
+            .build(source)
+            .expect("reader");
+        let mut out = Vec::with_capacity(data.len());
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = reader.read(&mut buf).expect("read");
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert!(out == data, "the bytes read differ from the object");
+        let stats = reader.stats();
+        assert_eq!(stats.retries, 0);
+        assert_eq!(stats.bytes_delivered, data.len() as u64);
+        // One HEAD at open, then one GET per request the reader counted.
+        let requests = server.requests();
+        assert_eq!(requests[0].method, "HEAD");
+        assert_eq!(gets(&server).len() as u64, stats.requests);
+    });
+}
+
+#[test]
+fn fifty_random_seeks_with_small_reads_are_byte_exact() {
+    watchdog(|| {
+        let data = random_bytes(3 << 20, 2);
+        let server = server_with("/seek.bin", &data);
+        let mut reader = PrefetchReader::new(open_quick(&server, "/seek.bin")).expect("reader");
+        let mut rng = fastrand::Rng::with_seed(3);
+        for _ in 0..50 {
+            let len = rng.usize(1..=1000);
+            let offset = rng.usize(0..=data.len() - len);
+            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
+            let mut buf = vec![0; len];
+            reader.read_exact(&mut buf).expect("read");
+            assert!(buf == data[offset..offset + len], "bytes at {offset}+{len}");
+        }
+        assert_eq!(reader.stats().retries, 0);
+    });
+}
+
+#[test]
+fn an_empty_object_reads_as_empty_without_a_get() {
+    watchdog(|| {
+        let server = server_with("/empty", &[]);
+        let mut reader = prefetch_reader::open(&server.url("/empty")).expect("open");
+        assert_eq!(reader.len(), 0);
+        let mut out = Vec::new();
+        assert_eq!(reader.read_to_end(&mut out).expect("read"), 0);
+        assert_eq!(server.get_count(), 0);
+    });
+}
+
+#[test]
+fn an_empty_object_opens_through_the_ranged_get_when_head_is_refused() {
+    watchdog(|| {
+        let server = server_with("/empty", &[]);
+        server.push_fault(Fault::HeadRefused(405));
+        let source = open_quick(&server, "/empty");
+        assert_eq!(source.len(), 0);
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            (requests[0].method.as_str(), requests[0].status),
+            ("HEAD", 405)
+        );
+        assert_eq!(requests[1].range.as_deref(), Some("bytes=0-0"));
+        assert_eq!(requests[1].status, 416);
+    });
+}
+
+#[test]
+fn a_one_byte_object_reads_its_byte() {
+    watchdog(|| {
+        let server = server_with("/one", &[42]);
+        let mut reader = prefetch_reader::open(&server.url("/one")).expect("open");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert_eq!(out, [42]);
+        let gets = gets(&server);
+        assert_eq!(gets.len(), 1);
+        assert_eq!(gets[0].range.as_deref(), Some("bytes=0-0"));
+    });
+}
+
+#[test]
+fn a_one_byte_object_opens_through_the_ranged_get_when_head_is_refused() {
+    watchdog(|| {
+        let server = server_with("/one", &[7]);
+        server.push_fault(Fault::HeadRefused(501));
+        let source = open_quick(&server, "/one");
+        assert_eq!(source.len(), 1);
+        assert!(source.is_pinned());
+        assert_eq!(read_range(&source, 0, 1).expect("read"), [7]);
+    });
+}
+
+#[test]
+fn an_http10_server_that_closes_every_connection_works() {
+    watchdog(|| {
+        let data = random_bytes(3 << 20, 4);
+        let server = TestServer::builder()
+            .http10(true)
+            .object("/old.bin", data.clone())
+            .build()
+            .expect("server");
+        let mut reader = PrefetchReader::builder()
+            .concurrency(4)
+            .build(open_quick(&server, "/old.bin"))
+            .expect("reader");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert!(out == data, "the bytes read differ from the object");
+        assert_eq!(reader.stats().retries, 0);
+    });
+}
+
+#[test]
+fn head_refused_with_403_falls_back_to_a_get_of_the_first_byte() {
+    watchdog(|| {
+        // A presigned GET URL: its signature does not cover HEAD.
+        let data = random_bytes(200_000, 5);
+        let server = server_with("/signed.bin", &data);
+        server.push_fault(Fault::HeadRefused(403));
+        let url = format!("{}?X-Amz-Signature=abc123", server.url("/signed.bin"));
+        let source = HttpSource::builder()
+            .retry_policy(quick_retries())
+            .open(&url)
+            .expect("open");
+        assert_eq!(source.len(), data.len() as u64);
+        assert!(source.is_pinned());
+        assert!(!source.redacted_url().contains("abc123"));
+        let requests = server.requests();
+        assert_eq!(
+            (requests[0].method.as_str(), requests[0].status),
+            ("HEAD", 403)
+        );
+        assert_eq!(requests[1].range.as_deref(), Some("bytes=0-0"));
+        assert_eq!(requests[1].status, 206);
+        assert_eq!(requests[1].if_match, None);
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert!(out == data);
+    });
+}
+
+#[test]
+fn a_403_that_is_not_about_head_is_permission_denied() {
+    watchdog(|| {
+        let server = server_with("/private.bin", &[1; 100]);
+        server.set_persistent_fault(Some(Fault::Status(403)));
+        server.push_fault(Fault::HeadRefused(403));
+        let err = HttpSource::open(&server.url("/private.bin")).expect_err("denied");
+        assert!(
+            matches!(err, Error::PermissionDenied { status: 403, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("/private.bin"), "{err}");
+        // HEAD, then the one GET: a 403 is never retried.
+        assert_eq!(server.request_count(), 2);
+    });
+}
+
+// --- pinning and headers ----------------------------------------------------
+
+#[test]
+fn every_ranged_get_is_pinned_with_if_match_and_asks_for_identity() {
+    watchdog(|| {
+        let data = random_bytes(2 << 20, 6);
+        let server = server_with("/pinned.bin", &data);
+        let source = HttpSource::builder()
+            .user_agent("pinning-test/1")
+            .open(&server.url("/pinned.bin"))
+            .expect("open");
+        let etag = source.etag().expect("the server sends an ETag").to_owned();
+        assert!(source.is_pinned());
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        io::copy(&mut reader, &mut io::sink()).expect("read");
+        let gets = gets(&server);
+        assert!(!gets.is_empty());
+        for get in &gets {
+            assert_eq!(get.if_match.as_deref(), Some(etag.as_str()), "{get:?}");
+            assert_eq!(get.accept_encoding.as_deref(), Some("identity"), "{get:?}");
+            assert_eq!(get.user_agent.as_deref(), Some("pinning-test/1"));
+            assert!(get.range.is_some());
+            assert_eq!(get.status, 206);
+        }
+    });
+}
+
+#[test]
+fn a_weak_etag_is_never_sent_in_if_match() {
+    watchdog(|| {
+        let data = random_bytes(300_000, 7);
+        let server = server_with("/weak.bin", &data);
+        server.set_persistent_fault(Some(Fault::WeakEtag));
+        let source = open_quick(&server, "/weak.bin");
+        assert!(source.etag().is_some_and(|e| e.starts_with("W/")));
+        // Pinned by Last-Modified instead.
+        assert!(source.is_pinned());
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert!(out == data);
+        for get in gets(&server) {
+            assert_eq!(get.if_match, None, "{get:?}");
+            assert!(get.if_unmodified_since.is_some(), "{get:?}");
+        }
+    });
+}
+
+#[test]
+fn an_object_without_validators_is_read_unpinned() {
+    watchdog(|| {
+        let data = random_bytes(300_000, 8);
+        let server = server_with("/plain.bin", &data);
+        server.set_persistent_fault(Some(Fault::NoValidators));
+        let source = open_quick(&server, "/plain.bin");
+        assert!(!source.is_pinned());
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert!(out == data);
+        for get in gets(&server) {
+            assert_eq!((get.if_match, get.if_unmodified_since), (None, None));
+        }
+    });
+}
+
+#[test]
+fn a_bearer_token_is_sent_and_never_shown() {
+    watchdog(|| {
+        let server = server_with("/auth.bin", &[1; 1000]);
+        let mut builder = HttpSource::builder();
+        builder
+            .bearer_token("sekrit-token-value")
+            .retry_policy(quick_retries());
+        let source = builder.open(&server.url("/auth.bin")).expect("open");
+        read_range(&source, 0, 1000).expect("read");
+        assert!(server.requests().iter().all(|r| r.has_authorization));
+        let err = builder
+            .open(&server.url("/missing.bin"))
+            .expect_err("missing");
+        for shown in [
+            format!("{source:?}"),
+            format!("{builder:?}"),
+            err.to_string(),
+            format!("{err:?}"),
+        ] {
+            assert!(!shown.contains("sekrit"), "{shown}");
+        }
+    });
+}
+
+// --- a replaced object --------------------------------------------------------
+
+/// Reads the start of an 8 MiB object, replaces it with `replacement`, then
+/// reads far away: the read must fail with `ObjectChanged`, having returned
+/// only bytes of the first version.
+fn read_across_a_replacement(replacement: Vec<u8>, fault: Option<Fault>) -> (Error, TestServer) {
+    let data = random_bytes(8 << 20, 9);
+    let server = server_with("/obj.bin", &data);
+    server.set_persistent_fault(fault);
+    let mut reader = PrefetchReader::new(open_quick(&server, "/obj.bin")).expect("reader");
+    let mut head = vec![0; 1000];
+    reader.read_exact(&mut head).expect("read before");
+    assert!(head == data[..1000]);
+    server.put_object("/obj.bin", replacement);
+    reader.seek(SeekFrom::Start(6 << 20)).expect("seek");
+    let mut buf = vec![0; 1000];
+    let err = reader.read_exact(&mut buf).expect_err("the object changed");
+    assert_eq!(reader.stats().retries, 0, "a changed object is not retried");
+    (crate_error(err), server)
+}
+
+#[test]
+fn a_replaced_object_of_the_same_length_gives_object_changed() {
+    watchdog(|| {
+        let (err, server) = read_across_a_replacement(random_bytes(8 << 20, 10), None);
+        assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
+        assert!(err.to_string().contains("412"), "{err}");
+        assert_eq!(gets(&server).last().map(|r| r.status), Some(412));
+    });
+}
+
+#[test]
+fn a_replaced_object_of_another_length_gives_object_changed() {
+    watchdog(|| {
+        let (err, _server) = read_across_a_replacement(random_bytes(9 << 20, 11), None);
+        assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
+    });
+}
+
+#[test]
+fn an_unpinned_object_that_changes_length_gives_object_changed() {
+    watchdog(|| {
+        let (err, server) =
+            read_across_a_replacement(random_bytes(9 << 20, 12), Some(Fault::NoValidators));
+        assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
+        assert!(err.to_string().contains("length"), "{err}");
+        assert_eq!(gets(&server).last().map(|r| r.status), Some(206));
+    });
+}
+
+// --- transient faults: retried, byte-exact ---------------------------------------
+
+/// Reads the whole object through a reader after queueing `fault` for the
+/// first GET; returns the retries counted.
+fn read_through_fault(fault: Fault, source: impl FnOnce(&TestServer) -> HttpSource) -> u64 {
+    let data = random_bytes(1 << 20, 13);
+    let server = server_with("/t.bin", &data);
+    let source = source(&server);
+    server.push_fault(fault);
+    let mut reader = PrefetchReader::new(source).expect("reader");
+    let mut out = Vec::new();
+    reader
+        .read_to_end(&mut out)
+        .expect("read through a transient fault");
+    assert!(out == data, "the bytes read differ from the object");
+    let stats = reader.stats();
+    assert_eq!(
+        gets(&server).len() as u64,
+        stats.requests + stats.retries,
+        "one GET per request, plus one per retry"
+    );
+    stats.retries
+}
+
+#[test]
+fn status_500_503_and_408_are_retried_and_the_read_is_byte_exact() {
+    watchdog(|| {
+        for status in [500, 503, 408, 502] {
+            let retries = read_through_fault(Fault::Status(status), |s| open_quick(s, "/t.bin"));
+            assert_eq!(retries, 1, "status {status}");
+        }
+    });
+}
+
+#[test]
+fn a_429_is_retried_after_its_retry_after() {
+    watchdog(|| {
+        let started = Instant::now();
+        let retries = read_through_fault(
+            Fault::TooManyRequests {
+                retry_after_secs: 1,
+            },
+            |s| open_quick(s, "/t.bin"),
+        );
+        assert_eq!(retries, 1);
+        // The wait is at least what the server asked for.
+        assert!(started.elapsed() >= Duration::from_secs(1));
+    });
+}
+
+#[test]
+fn a_reset_mid_body_is_retried_and_the_read_is_byte_exact() {
+    watchdog(|| {
+        let retries = read_through_fault(Fault::ResetMidBody { after: 1000 }, |s| {
+            open_quick(s, "/t.bin")
+        });
+        assert_eq!(retries, 1);
+    });
+}
+
+#[test]
+fn a_short_body_is_retried_and_the_read_is_byte_exact() {
+    watchdog(|| {
+        let retries = read_through_fault(Fault::ShortBody { after: 5000 }, |s| {
+            open_quick(s, "/t.bin")
+        });
+        assert_eq!(retries, 1);
+    });
+}
+
+#[test]
+fn a_stalled_body_times_out_and_is_retried() {
+    watchdog(|| {
+        let retries = read_through_fault(Fault::Stall(Duration::from_secs(5)), |s| {
+            HttpSource::builder()
+                .read_timeout(Duration::from_millis(300))
+                .retry_policy(quick_retries())
+                .open(&s.url("/t.bin"))
+                .expect("open")
+        });
+        assert_eq!(retries, 1);
+    });
+}
+
+/// Reads 64 KiB at 1000 after queueing `fault`, straight from the source,
+/// and returns the `Range` headers of the GETs.
+fn ranges_through_fault(fault: Fault) -> Vec<String> {
+    let data = random_bytes(200_000, 14);
+    let server = server_with("/r.bin", &data);
+    let source = open_quick(&server, "/r.bin");
+    server.push_fault(fault);
+    let got = read_range(&source, 1000, 65536).expect("read through the fault");
+    assert!(got == data[1000..1000 + 65536]);
+    gets(&server)
+        .into_iter()
+        .map(|r| r.range.unwrap_or_default())
+        .collect()
+}
+
+#[test]
+fn a_broken_body_resumes_at_its_first_missing_byte() {
+    watchdog(|| {
+        assert_eq!(
+            ranges_through_fault(Fault::ShortBody { after: 5000 }),
+            ["bytes=1000-66535", "bytes=6000-66535"]
+        );
+        assert_eq!(
+            ranges_through_fault(Fault::ResetMidBody { after: 7 }),
+            ["bytes=1000-66535", "bytes=1007-66535"]
+        );
+    });
+}
+
+#[test]
+fn a_resumed_body_stays_pinned() {
+    watchdog(|| {
+        let server = server_with("/p.bin", &random_bytes(200_000, 15));
+        let source = open_quick(&server, "/p.bin");
+        server.push_fault(Fault::ShortBody { after: 10 });
+        read_range(&source, 0, 100_000).expect("read");
+        let gets = gets(&server);
+        assert_eq!(gets.len(), 2);
+        assert!(gets.iter().all(|g| g.if_match.as_deref() == source.etag()));
+    });
+}
+
+// --- faults that last: their own error, never wrong bytes ----------------------------
+
+#[test]
+fn a_persistent_503_ends_in_http_status_after_the_allowed_attempts() {
+    watchdog(|| {
+        let server = server_with("/down.bin", &[1; 1000]);
+        let source = open_quick(&server, "/down.bin");
+        server.set_persistent_fault(Some(Fault::Status(503)));
+        let err = read_range(&source, 0, 1000).expect_err("down");
+        assert!(
+            matches!(err, Error::HttpStatus { status: 503, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("503") && err.to_string().contains("/down.bin"));
+        assert_eq!(server.get_count(), 4);
+    });
+}
+
+#[test]
+fn a_persistent_reset_ends_in_truncated_having_resumed_each_time() {
+    watchdog(|| {
+        let server = server_with("/cut.bin", &[1; 10_000]);
+        let source = open_quick(&server, "/cut.bin");
+        server.set_persistent_fault(Some(Fault::ResetMidBody { after: 100 }));
+        let err = read_range(&source, 0, 10_000).expect_err("cut");
+        // Four attempts of 100 bytes each, every one resuming.
+        assert!(
+            matches!(
+                err,
+                Error::Truncated {
+                    offset: 0,
+                    expected: 10_000,
+                    received: 400,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(server.get_count(), 4);
+    });
+}
+
+#[test]
+fn a_persistent_stall_ends_in_timed_out() {
+    watchdog(|| {
+        let server = server_with("/slow.bin", &[1; 10_000]);
+        let mut policy = quick_retries();
+        policy.max_attempts = 2;
+        let source = HttpSource::builder()
+            .read_timeout(Duration::from_millis(200))
+            .retry_policy(policy)
+            .open(&server.url("/slow.bin"))
+            .expect("open");
+        server.set_persistent_fault(Some(Fault::Stall(Duration::from_secs(3))));
+        let err = read_range(&source, 0, 10_000).expect_err("stalled");
+        assert!(matches!(err, Error::TimedOut { .. }), "{err:?}");
+        assert_eq!(err.io_kind(), io::ErrorKind::TimedOut);
+        assert_eq!(server.get_count(), 2);
+    });
+}
+
+#[test]
+fn a_retry_after_beyond_the_retry_budget_gives_up_at_once() {
+    watchdog(|| {
+        let server = server_with("/busy.bin", &[1; 1000]);
+        let mut policy = quick_retries();
+        policy.max_total = Duration::from_secs(5);
+        let source = HttpSource::builder()
+            .retry_policy(policy)
+            .open(&server.url("/busy.bin"))
+            .expect("open");
+        server.push_fault(Fault::TooManyRequests {
+            retry_after_secs: 3600,
+        });
+        let err = read_range(&source, 0, 1000).expect_err("busy for an hour");
+        assert!(
+            matches!(err, Error::HttpStatus { status: 429, .. }),
+            "{err:?}"
+        );
+        assert_eq!(server.get_count(), 1);
+    });
+}
+
+#[test]
+fn a_callers_agent_is_used_and_statuses_are_still_read_as_answers() {
+    watchdog(|| {
+        let data = random_bytes(100_000, 21);
+        let server = server_with("/agent.bin", &data);
+        // ureq's default agent turns 4xx and 5xx into errors without headers.
+        let agent = ureq::Agent::new_with_defaults();
+        let mut builder = HttpSource::builder();
+        builder.agent(agent).retry_policy(quick_retries());
+        let source = builder.open(&server.url("/agent.bin")).expect("open");
+        assert!(read_range(&source, 10, 1000).expect("read") == data[10..1010]);
+        server.push_fault(Fault::TooManyRequests {
+            retry_after_secs: 0,
+        });
+        assert!(read_range(&source, 0, 100).expect("read after a 429") == data[..100]);
+        let err = builder.open(&server.url("/none.bin")).expect_err("missing");
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    });
+}
+
+#[test]
+fn a_missing_object_is_not_found_and_not_retried() {
+    watchdog(|| {
+        let server = server_with("/here.bin", &[1; 10]);
+        let err = HttpSource::open(&server.url("/nothere.bin")).expect_err("missing");
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("/nothere.bin") && message.contains("404"),
+            "{message}"
+        );
+        assert_eq!(server.request_count(), 1);
+        let err = prefetch_reader::open(&server.url("/nothere.bin")).expect_err("missing");
+        assert_eq!(io::Error::from(err).kind(), io::ErrorKind::NotFound);
+    });
+}
+
+#[test]
+fn client_errors_on_get_are_not_retried() {
+    watchdog(|| {
+        let server = server_with("/e.bin", &[1; 1000]);
+        let source = open_quick(&server, "/e.bin");
+        for status in [400, 401, 403, 404, 410] {
+            server.reset_counters();
+            server.push_fault(Fault::Status(status));
+            let err = read_range(&source, 0, 1000).expect_err("a client error");
+            match status {
+                401 | 403 => assert!(
+                    matches!(err, Error::PermissionDenied { status: s, .. } if s == status),
+                    "{err:?}"
+                ),
+                404 | 410 => assert!(matches!(err, Error::NotFound { .. }), "{err:?}"),
+                _ => assert!(
+                    matches!(err, Error::HttpStatus { status: 400, .. }),
+                    "{err:?}"
+                ),
+            }
+            assert_eq!(server.get_count(), 1, "status {status} was retried");
+        }
+    });
+}
+
+#[test]
+fn a_range_ignored_by_the_server_is_range_not_supported() {
+    watchdog(|| {
+        let data = random_bytes(100_000, 16);
+        let server = server_with("/whole.bin", &data);
+        let source = open_quick(&server, "/whole.bin");
+        server.push_fault(Fault::IgnoreRange);
+        let err = read_range(&source, 1000, 1000).expect_err("200 to a range");
+        assert!(matches!(err, Error::RangeNotSupported { .. }), "{err:?}");
+        assert_eq!(server.get_count(), 1);
+        // Through a reader: the error, not the wrong bytes.
+        let mut reader = PrefetchReader::new(open_quick(&server, "/whole.bin")).expect("reader");
+        server.push_fault(Fault::IgnoreRange);
+        reader.seek(SeekFrom::Start(5000)).expect("seek");
+        let err = reader.read(&mut [0; 100]).expect_err("200 to a range");
+        assert!(matches!(crate_error(err), Error::RangeNotSupported { .. }));
+    });
+}
+
+#[test]
+fn a_200_is_accepted_when_the_whole_object_was_asked_for() {
+    watchdog(|| {
+        let data = random_bytes(5000, 17);
+        let server = server_with("/small.bin", &data);
+        let source = open_quick(&server, "/small.bin");
+        server.set_persistent_fault(Some(Fault::IgnoreRange));
+        assert!(read_range(&source, 0, 5000).expect("whole object") == data);
+        assert_eq!(gets(&server)[0].status, 200);
+    });
+}
+
+#[test]
+fn a_content_range_for_another_range_is_invalid_response() {
+    watchdog(|| {
+        let server = server_with("/cr.bin", &random_bytes(100_000, 18));
+        let source = open_quick(&server, "/cr.bin");
+        server.push_fault(Fault::WrongContentRange);
+        let err = read_range(&source, 1000, 1000).expect_err("wrong range");
+        assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("Content-Range `bytes 1001-1999/100000`")
+                && message.contains("bytes=1000-1999"),
+            "{message}"
+        );
+        assert_eq!(server.get_count(), 1);
+    });
+}
+
+#[test]
+fn a_content_range_for_another_total_is_object_changed() {
+    watchdog(|| {
+        let server = server_with("/tot.bin", &random_bytes(100_000, 19));
+        let source = open_quick(&server, "/tot.bin");
+        server.push_fault(Fault::WrongTotal);
+        let err = read_range(&source, 0, 1000).expect_err("wrong total");
+        assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("length 100001") && message.contains("was 100000"),
+            "{message}"
+        );
+    });
+}
+
+#[test]
+fn a_gzip_encoded_body_is_range_not_supported() {
+    watchdog(|| {
+        let data: Vec<u8> = b"compressible "
+            .iter()
+            .copied()
+            .cycle()
+            .take(100_000)
+            .collect();
+        let server = server_with("/gz.txt", &data);
+        let source = open_quick(&server, "/gz.txt");
+        server.push_fault(Fault::Gzip);
+        let err = read_range(&source, 0, 50_000).expect_err("encoded");
+        assert!(matches!(err, Error::RangeNotSupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("Content-Encoding: gzip"), "{err}");
+        assert_eq!(server.get_count(), 1);
+    });
+}
+
+#[test]
+fn a_gzip_encoded_head_is_refused_at_open() {
+    watchdog(|| {
+        let server = server_with("/gz.txt", &[b'a'; 10_000]);
+        server.set_persistent_fault(Some(Fault::Gzip));
+        let err = HttpSource::open(&server.url("/gz.txt")).expect_err("encoded");
+        assert!(matches!(err, Error::RangeNotSupported { .. }), "{err:?}");
+    });
+}
+
+#[test]
+fn a_non_numeric_content_length_is_invalid_response() {
+    watchdog(|| {
+        let server = server_with("/cl.bin", &[1; 1000]);
+        let source = open_quick(&server, "/cl.bin");
+        server.push_fault(Fault::BadContentLength);
+        let err = read_range(&source, 0, 1000).expect_err("bad length");
+        assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+        assert!(
+            err.to_string().to_lowercase().contains("content-length"),
+            "{err}"
+        );
+        // At open, from HEAD.
+        server.set_persistent_fault(Some(Fault::BadContentLength));
+        let err = HttpSource::open(&server.url("/cl.bin")).expect_err("bad length");
+        assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+        assert!(
+            err.to_string().to_lowercase().contains("content-length"),
+            "{err}"
+        );
+    });
+}
+
+// --- bad input ----------------------------------------------------------------
+
+fn invalid_location_reason(location: &str) -> String {
+    match prefetch_reader::open_source(location) {
+        Err(Error::InvalidLocation { reason, .. }) => reason,
+        Err(other) => panic!("{location}: {other:?}"),
+        Ok(source) => panic!("{location}: opened {source:?}"),
+    }
+}
+
+#[test]
+fn malformed_urls_are_invalid_locations_saying_so() {
+    for url in [
+        "http://exa mple.com/x",
+        "http://host:port/x",
+        "http://host:70000/x",
+        "http:/host/x",
+        "https://[::1/x",
+    ] {
+        let reason = invalid_location_reason(url);
+        assert!(reason.starts_with("malformed URL"), "{url}: {reason}");
+    }
+}
+
+#[test]
+fn unknown_schemes_are_invalid_locations_naming_the_scheme() {
+    for (url, scheme) in [("ftp://host/x", "ftp"), ("gopher://h/x", "gopher")] {
+        let reason = invalid_location_reason(url);
+        assert!(
+            reason.contains(&format!("unsupported scheme `{scheme}`")),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn urls_without_a_host_are_invalid_locations() {
+    for url in ["http:///x", "https://", "http://:8080/x"] {
+        assert_eq!(invalid_location_reason(url), "no host", "{url}");
+    }
+}
+
+#[test]
+fn nothing_listening_is_a_connection_error_naming_the_url() {
+    watchdog(|| {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").port()
+        };
+        let url = format!("http://127.0.0.1:{port}/x.bin");
+        let err = HttpSource::builder()
+            .retry_policy(RetryPolicy::never())
+            .open(&url)
+            .expect_err("nothing listening");
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert_eq!(err.io_kind(), io::ErrorKind::ConnectionRefused);
+        assert!(err.to_string().contains(&url), "{err}");
+        assert!(err.is_transient(), "a refused connection is worth retrying");
+    });
+}
+
+// --- open -------------------------------------------------------------------------
+
+#[test]
+fn open_reads_http_urls_file_urls_and_paths_alike() {
+    watchdog(|| {
+        let data = random_bytes(300_000, 20);
+        let server = server_with("/same.bin", &data);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("same.bin");
+        std::fs::write(&path, &data).expect("write");
+        let path = path.to_str().expect("a UTF-8 path").to_owned();
+        for location in [server.url("/same.bin"), format!("file://{path}"), path] {
+            let mut reader = prefetch_reader::open(&location).expect("open");
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).expect("read");
+            assert!(out == data, "{location}");
+        }
+    });
+}
+
+#[test]
+fn secrets_in_a_url_never_reach_a_message() {
+    watchdog(|| {
+        let server = server_with("/s.bin", &[1; 10]);
+        let url = server
+            .url("/missing.bin?X-Amz-Credential=AKIAXX&X-Amz-Signature=deadbeef")
+            .replacen("http://", "http://user:hunter2@", 1);
+        let err = HttpSource::open(&url).expect_err("missing");
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        let message = err.to_string();
+        for secret in ["hunter2", "AKIAXX", "deadbeef"] {
+            assert!(!message.contains(secret), "{message}");
+        }
+        assert!(message.contains("/missing.bin"), "{message}");
+        // The userinfo went as Basic credentials, not in the URL.
+        assert!(server.requests()[0].has_authorization);
+    });
+}
+
+// --- real clients -------------------------------------------------------------------
+
+#[test]
+fn zip_reads_a_member_from_the_middle_of_a_remote_archive() {
+    watchdog(|| {
+        use std::io::Write;
+        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let members: Vec<(String, Vec<u8>)> = (0..5)
+            .map(|i| (format!("m{i}.bin"), random_bytes(400_000, 100 + i)))
+            .collect();
+        for (name, bytes) in &members {
+            archive.start_file(name.as_str(), options).expect("start");
+            archive.write_all(bytes).expect("write");
+        }
+        let zipped = archive.finish().expect("finish").into_inner();
+        let server = server_with("/a.zip", &zipped);
+        let reader = prefetch_reader::open(&server.url("/a.zip")).expect("open");
+        let mut zip = zip::ZipArchive::new(reader).expect("zip");
+        let mut member = zip.by_name("m2.bin").expect("member");
+        let mut out = Vec::new();
+        member.read_to_end(&mut out).expect("read member");
+        assert!(out == members[2].1);
+    });
+}

@@ -1,0 +1,264 @@
+//! `HttpSource` against nginx, an independent server: reads, seeks, a zip
+//! member and a 404. Each test starts its own nginx on a free loopback port
+//! with a config it writes into a temporary folder, and stops it when done.
+//!
+//! Where nginx is not installed the tests print that they were skipped and
+//! pass — except under `CI=true`, where a missing nginx fails them.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use prefetch_reader::{Error, HttpSource, PrefetchReader, RangeSource};
+
+/// Generous: each test takes well under a second once nginx is up.
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+/// How long nginx may take to start listening.
+const STARTUP: Duration = Duration::from_secs(20);
+
+fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = thread::spawn(move || {
+        let _ = tx.send(body());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(value) => value,
+        Err(RecvTimeoutError::Timeout) => panic!("the test hung for {WATCHDOG:?}"),
+        Err(RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => unreachable!("the body ended without sending its result"),
+        },
+    }
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut data = vec![0; len];
+    rng.fill(&mut data);
+    data
+}
+
+/// The nginx binary, from `PATH` or the usual `sbin` folders.
+fn find_nginx() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join("nginx"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// nginx, or `None` (after saying so) where it is missing outside CI.
+fn nginx_or_skip(test: &str) -> Option<PathBuf> {
+    match find_nginx() {
+        Some(nginx) => Some(nginx),
+        None if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
+            panic!("nginx is not installed, and CI=true requires it")
+        }
+        None => {
+            eprintln!("skipped {test}: nginx is not installed");
+            None
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// A free loopback port (free when returned; nginx binds it just after).
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// An nginx serving the files of a temporary folder; killed on drop.
+struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx over the files `(name, bytes)`.
+    fn start(binary: &Path, files: &[(&str, &[u8])]) -> Nginx {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("root folder");
+        for (name, bytes) in files {
+            std::fs::write(root.join(name), bytes).expect("write a served file");
+        }
+        let port = free_port();
+        let prefix = dir.path().display().to_string();
+        let user = if running_as_root() { "user root;" } else { "" };
+        let config = format!(
+            "daemon off;
+master_process off;
+worker_processes 1;
+{user}
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+",
+            root = root.display()
+        );
+        let config_path = dir.path().join("nginx.conf");
+        std::fs::write(&config_path, config).expect("write nginx.conf");
+        let mut child = Command::new(binary)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("startup.log"))
+            .arg("-c")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start nginx");
+        let started = Instant::now();
+        loop {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                let log = std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default();
+                panic!("nginx exited ({status}): {stderr}\n{log}");
+            }
+            assert!(
+                started.elapsed() < STARTUP,
+                "nginx did not listen on port {port} within {STARTUP:?}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        Nginx { child, port, dir }
+    }
+
+    fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nginx_serves_whole_reads_and_random_seeks_byte_exact() {
+    let Some(binary) = nginx_or_skip("nginx_serves_whole_reads_and_random_seeks_byte_exact") else {
+        return;
+    };
+    watchdog(move || {
+        let data = random_bytes(6 << 20, 1);
+        let nginx = Nginx::start(&binary, &[("data.bin", &data)]);
+        let source = HttpSource::open(&nginx.url("data.bin")).expect("open");
+        assert_eq!(source.len(), data.len() as u64);
+        // nginx sends a strong ETag for a static file: reads are pinned.
+        assert!(source.is_pinned());
+        assert!(source.etag().is_some_and(|etag| !etag.starts_with("W/")));
+        let mut reader = PrefetchReader::builder()
+            .concurrency(8)
+            .build(source)
+            .expect("reader");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert!(out == data, "the bytes read differ from the file");
+        let mut rng = fastrand::Rng::with_seed(2);
+        for _ in 0..30 {
+            let len = rng.usize(1..=5000);
+            let offset = rng.usize(0..=data.len() - len);
+            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
+            let mut buf = vec![0; len];
+            reader.read_exact(&mut buf).expect("read");
+            assert!(buf == data[offset..offset + len], "bytes at {offset}+{len}");
+        }
+        assert_eq!(reader.stats().retries, 0);
+        // Every GET was a range request answered with 206.
+        let log = nginx.access_log();
+        let gets: Vec<&str> = log.lines().filter(|l| l.contains("\"GET ")).collect();
+        assert!(!gets.is_empty());
+        assert!(gets.iter().all(|l| l.contains("\" 206 ")), "{log}");
+    });
+}
+
+#[test]
+fn nginx_zip_member_reads_through_the_reader() {
+    let Some(binary) = nginx_or_skip("nginx_zip_member_reads_through_the_reader") else {
+        return;
+    };
+    watchdog(move || {
+        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        let members: Vec<(String, Vec<u8>)> = (0..4)
+            .map(|i| (format!("part-{i}.bin"), random_bytes(300_000, 10 + i)))
+            .collect();
+        for (name, bytes) in &members {
+            archive
+                .start_file(name.as_str(), options)
+                .expect("start member");
+            archive.write_all(bytes).expect("write member");
+        }
+        let zipped = archive.finish().expect("finish").into_inner();
+        let nginx = Nginx::start(&binary, &[("archive.zip", &zipped)]);
+        let reader = prefetch_reader::open(&nginx.url("archive.zip")).expect("open");
+        let mut zip = zip::ZipArchive::new(reader).expect("read the central directory");
+        assert_eq!(zip.len(), members.len());
+        let mut member = zip.by_name("part-2.bin").expect("member");
+        let mut out = Vec::new();
+        member.read_to_end(&mut out).expect("read member");
+        assert!(out == members[2].1);
+    });
+}
+
+#[test]
+fn nginx_404_is_not_found_naming_the_url() {
+    let Some(binary) = nginx_or_skip("nginx_404_is_not_found_naming_the_url") else {
+        return;
+    };
+    watchdog(move || {
+        let nginx = Nginx::start(&binary, &[("here.bin", b"present")]);
+        let url = nginx.url("missing.bin");
+        let err = HttpSource::open(&url).expect_err("missing");
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&url) && message.contains("404"),
+            "{message}"
+        );
+        // And a file that is there opens.
+        let source = HttpSource::open(&nginx.url("here.bin")).expect("open");
+        assert_eq!(source.len(), 7);
+    });
+}
