@@ -15,9 +15,17 @@
 //!   each completed part, towards the size the link asks for: a part costs a
 //!   round trip before its first byte, so a connection is busy
 //!   `(s/bw) / (rtt + s/bw)` of the time; [`PART_ROUND_TRIPS`] round trips'
-//!   worth of bytes keeps it 95 % busy. The running average of read sizes is
+//!   worth of bytes keeps it 97 % busy. The running average of read sizes is
 //!   a floor (a caller reading 16 MiB at a time gets 16 MiB parts).
-//! - The window ahead is `concurrency` parts, so every connection has work.
+//! - Parts are never larger than lets the window hold one part per
+//!   connection plus the block being read, so a larger `max_prefetch` buys
+//!   larger parts (and busier connections), and the window never ends in a
+//!   sliver of a part that would pay a round trip for little.
+//! - Near the end of the object parts shrink to share what is left among
+//!   the connections, so they finish together rather than one long part
+//!   finishing alone.
+//! - The window ahead is `concurrency + 1` parts: one per connection, and
+//!   the block the reader is in.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -33,8 +41,8 @@ pub(crate) const READAHEAD_AFTER_READS: u32 = 3;
 const READ_SIZE_HISTORY: usize = 10;
 
 /// A part of this many round trips' worth of bytes keeps its connection
-/// busy 19/20 = 95 % of the time.
-const PART_ROUND_TRIPS: f64 = 19.0;
+/// busy 32/33 = 97 % of the time (memory permitting: see `part_cap`).
+const PART_ROUND_TRIPS: f64 = 32.0;
 
 /// Weight of a new sample in the link estimates: recent parts matter most,
 /// one slow part does not swing the size.
@@ -200,18 +208,34 @@ impl Policy {
         self.max_prefetch.saturating_add(self.max_part)
     }
 
-    /// The size of read-ahead parts now.
+    /// The largest read-ahead part: what lets the window hold one part per
+    /// connection plus the block being read, within `max_part_size`, and
+    /// never below `min_part_size`.
+    fn part_cap(&self) -> u64 {
+        let fits = (self.max_prefetch - self.window_behind) / (self.concurrency as u64 + 1);
+        fits.min(self.max_part).max(self.min_part)
+    }
+
+    /// The size of read-ahead parts in the middle of the object now.
+    fn steady_part(&self) -> u64 {
+        let cap = self.part_cap();
+        let floor = self.reader.io_size.clamp(self.min_part, cap);
+        let target = self.link.part_size().unwrap_or(cap);
+        self.ramp.min(target).clamp(floor, cap)
+    }
+
+    /// The size of the next read-ahead part: the steady size, or near the
+    /// end of the object a share of what is left per connection.
     fn readahead_part(&self) -> u64 {
-        let floor = self.min_part.max(self.reader.io_size.min(self.max_part));
-        let target = self.link.part_size().unwrap_or(self.max_part);
-        self.ramp.min(target).clamp(floor, self.max_part)
+        let share = (self.object_len - self.frontier).div_ceil(self.concurrency as u64);
+        self.steady_part().min(share.max(self.min_part))
     }
 
     /// How far ahead of the reader read-ahead reaches now.
     fn window(&self) -> u64 {
         let cap = self.max_prefetch - self.window_behind;
-        (self.concurrency as u64)
-            .saturating_mul(self.readahead_part())
+        (self.concurrency as u64 + 1)
+            .saturating_mul(self.steady_part())
             .min(cap)
     }
 
@@ -247,10 +271,11 @@ impl Policy {
         } else if readahead {
             let ahead = self.frontier.saturating_sub(self.reader.pos);
             let room = self.window().saturating_sub(ahead);
-            let part = self.readahead_part().min(room);
+            let full = self.readahead_part();
+            let part = full.min(room);
             // A sliver of a part costs a round trip for little: wait until
-            // the reader frees room for a whole one (or the object ends).
-            if part < self.min_part && self.frontier + part < self.object_len {
+            // the reader frees room for most of one (or the object ends).
+            if part < self.min_part.max(full / 2) && self.frontier + part < self.object_len {
                 return None;
             }
             part
@@ -367,11 +392,11 @@ mod tests {
         );
         p.progress(state(16 * KIB, 8 * KIB, 3, 8 * KIB));
         let trace = drain(&mut p);
-        // The window is 16 parts from the reader; the first request already
+        // The window is 17 parts from the reader; the first request already
         // covers 48 KiB of it, and a sliver of a part is not worth a request.
-        assert_eq!(trace.len(), 15, "third read starts read-ahead");
+        assert_eq!(trace.len(), 16, "third read starts read-ahead");
         assert!(trace.iter().all(|r| r.readahead && r.len == MIB));
-        assert!(trace.last().map_or(0, |r| r.offset + r.len) <= 16 * KIB + 16 * MIB);
+        assert!(trace.last().map_or(0, |r| r.offset + r.len) <= 16 * KIB + 17 * MIB);
         assert_eq!(trace[0].offset, 64 * KIB);
     }
 
@@ -388,8 +413,9 @@ mod tests {
             p.completed(request, Duration::ZERO, Duration::ZERO);
             p.progress(state(p.frontier(), 8 * KIB, 4, 8 * KIB));
         }
-        assert_eq!(sizes[..5], [MIB, 2 * MIB, 4 * MIB, 8 * MIB, 16 * MIB]);
-        assert_eq!(sizes[5..], [16 * MIB, 16 * MIB, 16 * MIB]);
+        // Capped at 15 MiB: 17 parts fit the default 255 MiB window.
+        assert_eq!(sizes[..5], [MIB, 2 * MIB, 4 * MIB, 8 * MIB, 15 * MIB]);
+        assert_eq!(sizes[5..], [15 * MIB, 15 * MIB, 15 * MIB]);
     }
 
     #[test]
@@ -399,7 +425,7 @@ mod tests {
         // 20 ms to first byte, then 1 MiB in 20 ms: 50 MiB/s.
         link.record(Duration::from_millis(20), Duration::from_millis(40), MIB);
         let size = link.part_size().expect("measured");
-        assert_eq!(size, 19 * MIB, "19 round trips of 1 MiB");
+        assert_eq!(size, 32 * MIB, "32 round trips of 1 MiB");
     }
 
     #[test]
@@ -480,6 +506,63 @@ mod tests {
         p.progress(state(frontier - 1, 300 * MIB, 4, 300 * MIB));
         let request = p.next_request(0, 0).expect("demand");
         assert_eq!(request.offset, frontier);
-        assert_eq!(request.len, 16 * MIB);
+        assert_eq!(request.len, p.part_cap());
+    }
+
+    #[test]
+    fn parts_fit_one_per_connection_plus_the_block_being_read() {
+        // 255 MiB of window for 17 parts: 15 MiB each.
+        assert_eq!(policy(1 << 40).part_cap(), 15 * MIB);
+        // A larger budget buys larger parts, up to max_part_size.
+        let config = Config {
+            max_prefetch: 512 * MIB,
+            max_part_size: 64 * MIB,
+            ..Config::default()
+        };
+        assert_eq!(Policy::new(&config, 1 << 40).part_cap(), 511 * MIB / 17);
+    }
+
+    #[test]
+    fn steady_readahead_makes_no_slivers() {
+        let mut p = policy(1 << 40);
+        p.restart(state(0, MIB, 3, MIB));
+        let mut pos = 0;
+        for round in 0..200 {
+            let trace = drain(&mut p);
+            // Once the ramp is over, no part is less than half the cap.
+            if round > 10 {
+                assert!(trace.iter().all(|r| r.len >= p.part_cap() / 2), "{trace:?}");
+            }
+            for request in trace {
+                p.completed(
+                    request,
+                    Duration::from_millis(20),
+                    Duration::from_millis(300),
+                );
+            }
+            pos += 5 * MIB;
+            p.progress(state(pos, MIB, 10, MIB));
+        }
+    }
+
+    #[test]
+    fn parts_shrink_near_the_end_to_share_the_rest_among_connections() {
+        let len = 40 * MIB;
+        let mut p = policy(len);
+        p.restart(state(0, MIB, 3, MIB));
+        p.ramp = 16 * MIB;
+        let mut trace = Vec::new();
+        while let Some(request) = p.next_request(0, 0) {
+            p.issued(request);
+            trace.push(request);
+        }
+        // 40 MiB over 16 connections: no part may take more than its share
+        // of what was left when it was issued.
+        let mut left = len;
+        for request in &trace {
+            assert!(request.len <= left.div_ceil(16).max(MIB), "{trace:?}");
+            left -= request.len;
+        }
+        assert_eq!(trace.iter().map(|r| r.len).sum::<u64>(), len);
     }
 }
