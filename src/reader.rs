@@ -17,7 +17,7 @@ use crate::prefetch::policy::{Policy, ReadSizes, ReaderState, READAHEAD_AFTER_RE
 use crate::prefetch::producer::{Event, Frontier, Producer};
 use crate::prefetch::shared_pool;
 use crate::source::RangeSource;
-use crate::stats::{Counters, Stats};
+use crate::stats::{Counters, Stats, StatsHandle};
 
 /// A `Read + BufRead + Seek` over a [`RangeSource`] that fetches ahead of
 /// the reader in the background.
@@ -198,6 +198,12 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// What the reader has done so far.
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
+    }
+
+    /// A live view of the counters, for other threads and for after the
+    /// reader is gone.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.counters.clone())
     }
 
     /// Stops the producer thread and abandons the work in flight, without

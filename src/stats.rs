@@ -49,6 +49,31 @@ pub struct Stats {
     pub peak_allocated: u64,
 }
 
+/// A live view of one reader's counters that outlives the reader and can
+/// be read from other threads: for progress bars while another thread
+/// copies, or to see abandoned requests release their memory after a drop.
+///
+/// ```
+/// use prefetch_reader::{MemorySource, PrefetchReader};
+/// use std::io::Read;
+///
+/// let mut reader = PrefetchReader::new(MemorySource::new(vec![1; 5000]))?;
+/// let handle = reader.stats_handle();
+/// std::io::copy(&mut reader, &mut std::io::sink())?;
+/// drop(reader);
+/// assert_eq!(handle.get().bytes_delivered, 5000);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StatsHandle(pub(crate) std::sync::Arc<Counters>);
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn get(&self) -> Stats {
+        self.0.snapshot()
+    }
+}
+
 /// The live counters behind [`Stats`], shared by the reader, its producer
 /// and its fetch jobs.
 #[derive(Debug, Default)]

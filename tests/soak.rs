@@ -1,0 +1,135 @@
+//! Lifecycle soak: thousands of readers on the shared I/O pool, opened,
+//! partly read, seeked, closed or dropped at random points (some while their
+//! requests are in flight, some while their source is stuck), must all end:
+//! every close and drop returns (both join the reader's producer thread),
+//! and the bytes allocated for blocks, summed over readers, go back to zero
+//! once the stuck sources are released.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use common::{watchdog, KIB, MIB};
+use prefetch_reader::testing::{is_pattern, pattern, BlockingSource, Gate, SimulatedLink};
+use prefetch_reader::{MemorySource, PrefetchReader, RangeSource, StatsHandle};
+
+/// Readers per worker thread, and worker threads.
+const READERS: usize = 1000;
+const WORKERS: usize = 4;
+/// Every this many readers has a source that blocks until released. Stuck
+/// requests hold I/O pool threads, so they are kept well below its size.
+const BLOCKED_EVERY: usize = 100;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// Opens, uses and ends one reader at random; returns its stats handle.
+/// A `stuck` source answers only its first call: three small reads from
+/// the start stay inside that first request and start read-ahead, whose
+/// requests then hang until the end of the test.
+fn exercise<S: RangeSource>(source: S, rng: &mut Rng, stuck: bool) -> StatsHandle {
+    let len = source.len();
+    let mut builder = PrefetchReader::builder();
+    builder
+        .concurrency(1 + rng.below(8) as usize)
+        .min_part_size(64 * KIB)
+        .max_part_size(512 * KIB)
+        .max_prefetch(4 * MIB);
+    let mut reader = builder.build(source).expect("valid settings");
+    let handle = reader.stats_handle();
+    let mut buf = vec![0; 300 * KIB as usize];
+    if stuck {
+        for at in 0..3 {
+            let n = reader.read(&mut buf[..KIB as usize]).expect("read");
+            assert!(is_pattern(at * KIB, &buf[..n]));
+        }
+    }
+    for _ in 0..if stuck { 0 } else { rng.below(6) } {
+        if rng.below(3) == 0 {
+            let to = rng.below(len + 10);
+            reader.seek(SeekFrom::Start(to)).expect("seek");
+        }
+        let at = reader.stream_position().expect("position");
+        let size = rng.below(buf.len() as u64) as usize;
+        let n = reader.read(&mut buf[..size]).expect("read");
+        assert!(is_pattern(at, &buf[..n]), "bytes at {at}");
+    }
+    if rng.below(2) == 0 {
+        reader.close().expect("close");
+    }
+    handle
+}
+
+#[test]
+fn thousands_of_readers_end_and_release_all_their_memory() {
+    let memory = Arc::new(MemorySource::new(pattern(4 * MIB as usize)));
+    let results = watchdog(240, move || {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let memory = memory.clone();
+                thread::spawn(move || {
+                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1));
+                    let mut handles = Vec::new();
+                    let mut gates: Vec<Arc<Gate>> = Vec::new();
+                    for i in 0..READERS {
+                        let handle = if i % BLOCKED_EVERY == 0 {
+                            let link = MemorySource::new(pattern(2 * MIB as usize));
+                            // The first call passes so that reads can start.
+                            let (source, gate) = BlockingSource::new(link, 1);
+                            gates.push(gate);
+                            exercise(source, &mut rng, true)
+                        } else if i % 3 == 0 {
+                            let latency = Duration::from_micros(rng.below(500));
+                            exercise(SimulatedLink::new(3 * MIB, latency, 0), &mut rng, false)
+                        } else {
+                            exercise(memory.clone(), &mut rng, false)
+                        };
+                        handles.push(handle);
+                    }
+                    (handles, gates)
+                })
+            })
+            .collect();
+        let mut handles = Vec::new();
+        let mut gates = Vec::new();
+        for worker in workers {
+            let (h, g) = worker.join().expect("worker");
+            handles.extend(h);
+            gates.extend(g);
+        }
+        (handles, gates)
+    });
+    let (handles, gates) = results;
+    assert_eq!(handles.len(), READERS * WORKERS);
+    let stuck: u64 = handles.iter().map(|h| h.get().allocated).sum();
+    assert!(stuck > 0, "stuck requests hold their blocks until released");
+    for gate in &gates {
+        gate.open();
+    }
+    // Abandoned requests end once their sources answer; their memory goes
+    // with them.
+    let allocated = watchdog(60, move || loop {
+        let allocated: u64 = handles.iter().map(|h| h.get().allocated).sum();
+        if allocated == 0 {
+            break handles;
+        }
+        thread::sleep(Duration::from_millis(10));
+    });
+    let delivered: u64 = allocated.iter().map(|h| h.get().bytes_delivered).sum();
+    assert!(delivered > 0);
+}
