@@ -20,8 +20,10 @@ use prefetch_reader::{MemorySource, PrefetchReader, RangeSource, StatsHandle};
 const READERS: usize = 1000;
 const WORKERS: usize = 4;
 /// Every this many readers has a source that blocks until released. Stuck
-/// requests hold I/O pool threads, so they are kept well below its size.
-const BLOCKED_EVERY: usize = 100;
+/// requests hold I/O pool threads (until a real source's read timeout), so
+/// they are kept below its size: 4 workers × 5 stuck readers × concurrency
+/// 2 = 40 of the pool's 64 threads.
+const BLOCKED_EVERY: usize = 200;
 
 struct Rng(u64);
 
@@ -42,24 +44,32 @@ impl Rng {
 /// A `stuck` source answers only its first call: three small reads from
 /// the start stay inside that first request and start read-ahead, whose
 /// requests then hang until the end of the test.
-fn exercise<S: RangeSource>(source: S, rng: &mut Rng, stuck: bool) -> StatsHandle {
+fn exercise<S: RangeSource>(source: S, rng: &mut Rng, stuck: Option<&Gate>) -> StatsHandle {
     let len = source.len();
     let mut builder = PrefetchReader::builder();
+    let concurrency = if stuck.is_some() {
+        2
+    } else {
+        1 + rng.below(8) as usize
+    };
     builder
-        .concurrency(1 + rng.below(8) as usize)
+        .concurrency(concurrency)
         .min_part_size(64 * KIB)
         .max_part_size(512 * KIB)
         .max_prefetch(4 * MIB);
     let mut reader = builder.build(source).expect("valid settings");
     let handle = reader.stats_handle();
     let mut buf = vec![0; 300 * KIB as usize];
-    if stuck {
+    if let Some(gate) = stuck {
         for at in 0..3 {
             let n = reader.read(&mut buf[..KIB as usize]).expect("read");
             assert!(is_pattern(at * KIB, &buf[..n]));
         }
+        while gate.waiting() == 0 {
+            thread::sleep(Duration::from_micros(100));
+        }
     }
-    for _ in 0..if stuck { 0 } else { rng.below(6) } {
+    for _ in 0..if stuck.is_some() { 0 } else { rng.below(6) } {
         if rng.below(3) == 0 {
             let to = rng.below(len + 10);
             reader.seek(SeekFrom::Start(to)).expect("seek");
@@ -91,13 +101,14 @@ fn thousands_of_readers_end_and_release_all_their_memory() {
                             let link = MemorySource::new(pattern(2 * MIB as usize));
                             // The first call passes so that reads can start.
                             let (source, gate) = BlockingSource::new(link, 1);
+                            let handle = exercise(source, &mut rng, Some(&gate));
                             gates.push(gate);
-                            exercise(source, &mut rng, true)
+                            handle
                         } else if i % 3 == 0 {
                             let latency = Duration::from_micros(rng.below(500));
-                            exercise(SimulatedLink::new(3 * MIB, latency, 0), &mut rng, false)
+                            exercise(SimulatedLink::new(3 * MIB, latency, 0), &mut rng, None)
                         } else {
-                            exercise(memory.clone(), &mut rng, false)
+                            exercise(memory.clone(), &mut rng, None)
                         };
                         handles.push(handle);
                     }
