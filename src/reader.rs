@@ -258,7 +258,10 @@ impl<S: RangeSource> PrefetchReader<S> {
         if let Some(err) = self.pending_error.take() {
             return Err(err);
         }
-        if self.pos != self.buf_pos {
+        // At or past the end nothing is read, so nothing needs abandoning:
+        // a look at the end (as for the length) keeps the work in flight
+        // for a return to where the reader was.
+        if self.pos != self.buf_pos && self.pos < self.len {
             self.reconcile();
         }
         Ok(())

@@ -192,6 +192,21 @@ fn a_seek_past_eof_is_allowed_and_then_reads_zero() {
 }
 
 #[test]
+fn a_look_at_the_end_and_back_keeps_the_work_in_flight() {
+    let source = counted(MIB as usize);
+    let mut reader = build(&small_blocks(), source.clone());
+    for _ in 0..3 {
+        read_n(&mut reader, 100);
+    }
+    let len = reader.seek(SeekFrom::End(0)).unwrap();
+    assert_eq!(read_n(&mut reader, 10).len(), 0);
+    reader.seek(SeekFrom::Start(300)).unwrap();
+    assert_eq!(read_n(&mut reader, 100), pattern(400)[300..]);
+    assert_eq!(len, MIB);
+    assert_eq!(reader.stats().hard_seeks, 0);
+}
+
+#[test]
 fn a_soft_seek_forward_makes_no_request_and_keeps_the_streak() {
     let data = pattern(MIB as usize);
     let source = counted(data.len());
