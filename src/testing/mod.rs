@@ -3,8 +3,8 @@
 //! block, and a local HTTP server with simulated latency, bandwidth and
 //! faults.
 
-mod http_server;
-mod sources;
+pub mod http_server;
+pub mod sources;
 
 pub use http_server::{Fault, RequestRecord, ServerBuilder, TestServer};
 pub use sources::{
