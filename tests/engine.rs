@@ -701,3 +701,59 @@ fn zip_archive_reads_members_from_a_file_source() {
     let source = FileSource::open(file.path()).unwrap();
     check_zip(PrefetchReader::new(source).unwrap(), &members);
 }
+
+/// Records the name of the thread each call runs on.
+#[derive(Debug)]
+struct ThreadNames {
+    inner: MemorySource,
+    names: std::sync::Mutex<Vec<String>>,
+}
+
+impl RangeSource for ThreadNames {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn read_at(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        ctx: &prefetch_reader::FetchContext,
+    ) -> prefetch_reader::Result<()> {
+        let name = std::thread::current().name().unwrap_or("").to_owned();
+        self.names.lock().unwrap().push(name);
+        self.inner.read_at(offset, buf, ctx)
+    }
+}
+
+#[test]
+fn requests_run_on_the_shared_io_pool_or_the_callers() {
+    let names = |builder: &prefetch_reader::ReaderBuilder| {
+        let source = Arc::new(ThreadNames {
+            inner: MemorySource::new(pattern(MIB as usize)),
+            names: Default::default(),
+        });
+        let mut reader = build(builder, source.clone());
+        io::copy(&mut reader, &mut io::sink()).unwrap();
+        let recorded = source.names.lock().unwrap().clone();
+        recorded
+    };
+    let shared = names(&small_blocks());
+    assert!(
+        shared.iter().all(|n| n.starts_with("prefetch-io-")),
+        "{shared:?}"
+    );
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .thread_name(|i| format!("callers-pool-{i}"))
+        .build()
+        .unwrap();
+    let mut builder = small_blocks();
+    builder.io_pool(Arc::new(pool));
+    let own = names(&builder);
+    assert!(
+        own.iter().all(|n| n.starts_with("callers-pool-")),
+        "{own:?}"
+    );
+}
