@@ -94,7 +94,7 @@ struct Current {
 
 impl Current {
     fn end(&self) -> u64 {
-        self.offset + self.data.bytes.len() as u64
+        self.offset + self.data.bytes().len() as u64
     }
 }
 
@@ -139,6 +139,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         // producer keeps any more in its outbox rather than block.
         let (blocks_tx, blocks) = crossbeam_channel::bounded(2 * config.concurrency);
         let producer = Producer {
+            spare: Arc::default(),
             source: source.clone(),
             pool,
             counters: counters.clone(),
@@ -368,7 +369,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             self.behind = Vec::with_capacity(keep);
             self.behind_charge = Some(Charge::new(keep as u64, self.counters.clone(), None));
         }
-        let bytes = &current.data.bytes;
+        let bytes = current.data.bytes();
         if bytes.len() >= keep {
             self.behind.clear();
             self.behind.extend_from_slice(&bytes[bytes.len() - keep..]);
@@ -408,7 +409,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         }
         match &self.current {
             Some(c) if self.pos >= c.offset && self.pos < c.end() => {
-                &c.data.bytes[(self.pos - c.offset) as usize..]
+                &c.data.bytes()[(self.pos - c.offset) as usize..]
             }
             _ => &[],
         }
@@ -469,7 +470,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             });
             match result {
                 Ok(data) => {
-                    debug_assert_eq!(data.bytes.len() as u64, block.len);
+                    debug_assert_eq!(data.bytes().len() as u64, block.len);
                     if self.behind_end != block.offset {
                         self.clear_behind();
                     }

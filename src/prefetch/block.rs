@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 
 use super::producer::Event;
 use crate::error::Result;
@@ -33,11 +34,13 @@ impl Charge {
             events,
         }
     }
-}
 
-impl Drop for Charge {
-    fn drop(&mut self) {
-        self.counters.free(self.bytes);
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Tells the producer that room may have been made.
+    fn notify(&self) {
         if let Some(events) = &self.events {
             // The producer may have ended; then nobody waits for room.
             let _ = events.send(Event::Freed);
@@ -45,10 +48,72 @@ impl Drop for Charge {
     }
 }
 
-/// The bytes of a completed block, charged until dropped.
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.counters.free(self.bytes);
+        self.notify();
+    }
+}
+
+/// The buffer of the last block dropped, kept (and still charged) for the
+/// producer's next request: steady reading then reuses one buffer per part
+/// instead of allocating, zeroing and faulting in a fresh one.
+#[derive(Default)]
+pub(crate) struct Spare {
+    slot: Mutex<Option<(Vec<u8>, Charge)>>,
+}
+
+impl Spare {
+    /// Keeps `bytes` if the slot is free; frees them otherwise.
+    fn put(&self, bytes: Vec<u8>, charge: Charge) {
+        let mut slot = self.slot.lock();
+        if slot.is_none() {
+            charge.notify();
+            *slot = Some((bytes, charge));
+        }
+    }
+
+    /// Bytes charged for the spare buffer, if any.
+    pub(crate) fn charged(&self) -> u64 {
+        self.slot
+            .lock()
+            .as_ref()
+            .map_or(0, |(_, charge)| charge.bytes())
+    }
+
+    pub(crate) fn take(&self) -> Option<(Vec<u8>, Charge)> {
+        self.slot.lock().take()
+    }
+}
+
+/// The bytes of a completed block, charged until dropped; then its buffer
+/// goes to the [`Spare`] slot when that is free.
 pub(crate) struct BlockData {
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) _charge: Charge,
+    bytes: Vec<u8>,
+    charge: Option<Charge>,
+    spare: Arc<Spare>,
+}
+
+impl BlockData {
+    pub(crate) fn new(bytes: Vec<u8>, charge: Charge, spare: Arc<Spare>) -> BlockData {
+        BlockData {
+            bytes,
+            charge: Some(charge),
+            spare,
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for BlockData {
+    fn drop(&mut self) {
+        if let Some(charge) = self.charge.take() {
+            self.spare.put(std::mem::take(&mut self.bytes), charge);
+        }
+    }
 }
 
 /// A block as the reader receives it, in ticket order: which request it is,

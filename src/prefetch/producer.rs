@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use rayon::ThreadPool;
 
-use super::block::{Block, BlockData, Charge};
+use super::block::{Block, BlockData, Charge, Spare};
 use super::policy::{Policy, ReaderState, Request};
 use crate::error::{Error, Result};
 use crate::source::{FetchContext, RangeSource};
@@ -70,6 +70,7 @@ pub(crate) struct Producer<S> {
     pub(crate) events: Receiver<Event>,
     pub(crate) blocks: Sender<Block>,
     pub(crate) frontier: Arc<Mutex<Frontier>>,
+    pub(crate) spare: Arc<Spare>,
     pub(crate) policy: Policy,
 }
 
@@ -195,7 +196,9 @@ impl<S: RangeSource> Scheduler<S> {
         }
         let (number, cancel) = (epoch.number, epoch.cancel.clone());
         loop {
+            // The spare buffer is reused or freed by the next request.
             let allocated = self.shared.counters.allocated.load(Relaxed);
+            let allocated = allocated.saturating_sub(self.shared.spare.charged());
             let Some(request) = self.shared.policy.next_request(self.in_flight, allocated) else {
                 break;
             };
@@ -213,11 +216,8 @@ impl<S: RangeSource> Scheduler<S> {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         let (result_tx, result_rx) = crossbeam_channel::bounded(1);
-        let charge = Charge::new(
-            request.len,
-            self.shared.counters.clone(),
-            Some(self.shared.events_tx.clone()),
-        );
+        let (buffer, charge) = self.buffer_for(request.len);
+        let spare = self.shared.spare.clone();
         let source = self.shared.source.clone();
         let events = self.shared.events_tx.clone();
         let (cancel, counters) = (cancel.clone(), self.shared.counters.clone());
@@ -225,16 +225,17 @@ impl<S: RangeSource> Scheduler<S> {
             // Timed from here, not from the spawn: time queued in the pool
             // says nothing about the link.
             let ctx = FetchContext::attached(cancel, counters);
-            let result =
-                panic::catch_unwind(AssertUnwindSafe(|| fetch(&*source, request, charge, &ctx)))
-                    .unwrap_or_else(|_| {
-                        Err(Error::Terminated(format!(
-                            "the source panicked reading {} bytes at offset {} of {}",
-                            request.len,
-                            request.offset,
-                            source.location()
-                        )))
-                    });
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                fetch(&*source, request, buffer, charge, spare, &ctx)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::Terminated(format!(
+                    "the source panicked reading {} bytes at offset {} of {}",
+                    request.len,
+                    request.offset,
+                    source.location()
+                )))
+            });
             let done = Event::Done {
                 epoch,
                 request,
@@ -256,6 +257,28 @@ impl<S: RangeSource> Scheduler<S> {
         }
     }
 
+    /// A buffer (if the spare one fits) and its charge for a block of `len`
+    /// bytes. A spare that does not fit is freed: the policy counted on it.
+    fn buffer_for(&self, len: u64) -> (Option<Vec<u8>>, Charge) {
+        let counters = &self.shared.counters;
+        if let Some((buffer, charge)) = self.shared.spare.take() {
+            let capacity = buffer.capacity() as u64;
+            let others = counters
+                .allocated
+                .load(Relaxed)
+                .saturating_sub(charge.bytes());
+            // Not a big buffer for a small block, nor one past the limit.
+            if capacity >= len
+                && capacity <= len.saturating_mul(2)
+                && others + capacity <= self.shared.policy.memory_limit()
+            {
+                return (Some(buffer), charge);
+            }
+        }
+        let events = Some(self.shared.events_tx.clone());
+        (None, Charge::new(len, counters.clone(), events))
+    }
+
     /// Moves blocks from the outbox into the channel while it has room;
     /// `false` once the reader is gone.
     fn flush(&mut self) -> bool {
@@ -273,12 +296,14 @@ impl<S: RangeSource> Scheduler<S> {
     }
 }
 
-/// One fetch job's work: allocate the block (unless already abandoned) and
-/// have the source fill it.
+/// One fetch job's work: get the block's buffer (unless the work is
+/// already abandoned) and have the source fill it.
 fn fetch<S: RangeSource>(
     source: &S,
     request: Request,
+    buffer: Option<Vec<u8>>,
     charge: Charge,
+    spare: Arc<Spare>,
     ctx: &FetchContext,
 ) -> Result<BlockData> {
     ctx.check_cancelled()?;
@@ -286,10 +311,12 @@ fn fetch<S: RangeSource>(
         setting: "max_part_size",
         reason: format!("{} bytes do not fit in memory here", request.len),
     })?;
-    let mut bytes = vec![0; len];
+    // A reused buffer holds an old block's bytes: the source overwrites all
+    // `len` of them or fails (and then they are never read), so only growth
+    // needs zeroing.
+    let mut bytes = buffer.unwrap_or_default();
+    bytes.truncate(len);
+    bytes.resize(len, 0);
     source.read_at(request.offset, &mut bytes, ctx)?;
-    Ok(BlockData {
-        bytes,
-        _charge: charge,
-    })
+    Ok(BlockData::new(bytes, charge, spare))
 }
