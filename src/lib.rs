@@ -29,7 +29,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Sources: [`HttpSource`] (range requests over HTTP(S)), [`MemorySource`],
+//! Sources: [`HttpSource`] (range requests over HTTP(S)), [`S3Source`]
+//! (`s3://bucket/key`, SigV4-signed), [`MemorySource`],
 //! [`FileSource`] (positional reads) and [`MmapSource`] (a memory map,
 //! `unsafe` to open), or your own [`RangeSource`]. [`open`] picks one from
 //! a location:
@@ -67,4 +68,5 @@ pub use source::{
     RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT,
 };
+pub use source::{S3Source, S3SourceBuilder, DEFAULT_REGION};
 pub use stats::{Stats, StatsHandle};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::reader::PrefetchReader;
 use crate::source::http::{percent_decode, redact_url};
-use crate::source::{FileSource, HttpSource, RangeSource};
+use crate::source::{FileSource, HttpSource, RangeSource, S3Source};
 
 /// Opens `location` and returns a reader over it with every default
 /// setting: the one reader type for every kind of location
@@ -32,6 +32,7 @@ pub fn open(location: &str) -> Result<PrefetchReader> {
 /// reader with chosen settings:
 ///
 /// - `http://…` and `https://…`: an [`HttpSource`] with default settings;
+/// - `s3://bucket/key`: an [`S3Source`], settings from the environment;
 /// - `file:///path` (or `file://localhost/path`): a [`FileSource`];
 /// - anything without `scheme://`: a local path, as a [`FileSource`].
 ///
@@ -55,6 +56,7 @@ pub fn open(location: &str) -> Result<PrefetchReader> {
 pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
     Ok(match parse_location(location)? {
         Location::Http => Box::new(HttpSource::open(location)?),
+        Location::S3 => Box::new(S3Source::open(location)?),
         Location::Path(path) => Box::new(FileSource::open(path)?),
     })
 }
@@ -63,6 +65,7 @@ pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
 #[derive(Debug, PartialEq, Eq)]
 enum Location {
     Http,
+    S3,
     Path(PathBuf),
 }
 
@@ -89,9 +92,10 @@ fn parse_location(location: &str) -> Result<Location> {
     match scheme.to_ascii_lowercase().as_str() {
         "http" | "https" => Ok(Location::Http),
         "file" => file_url_path(rest).map(Location::Path).map_err(invalid),
+        "s3" => Ok(Location::S3),
         // More schemes (gs://, s3://) get their arm here.
         other => Err(invalid(format!(
-            "unsupported scheme `{other}` (supported: http, https, file, or a plain path)"
+            "unsupported scheme `{other}` (supported: http, https, s3, file, or a plain path)"
         ))),
     }
 }
@@ -140,6 +144,13 @@ mod tests {
     fn http_and_https_urls_are_http() {
         assert_eq!(parse_location("http://h/x").unwrap(), Location::Http);
         assert_eq!(parse_location("HTTPS://h/x").unwrap(), Location::Http);
+    }
+
+    #[test]
+    fn s3_urls_are_s3() {
+        assert_eq!(parse_location("s3://bucket/key").unwrap(), Location::S3);
+        assert_eq!(parse_location("S3://bucket/a b?#").unwrap(), Location::S3);
+        assert!(reason("s3:bucket/key").contains("expected `s3://`"));
     }
 
     #[test]

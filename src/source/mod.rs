@@ -13,6 +13,7 @@ mod file;
 pub(crate) mod http;
 mod memory;
 mod mmap;
+mod s3;
 
 pub use file::FileSource;
 pub use http::{
@@ -22,6 +23,7 @@ pub use http::{
 };
 pub use memory::MemorySource;
 pub use mmap::MmapSource;
+pub use s3::{S3Source, S3SourceBuilder, DEFAULT_REGION};
 
 /// A random-access object: something with a length that can fill a buffer
 /// from any offset. [`PrefetchReader`](crate::PrefetchReader) calls it from

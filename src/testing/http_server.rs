@@ -367,7 +367,8 @@ impl ServerBuilder {
     }
 }
 
-/// A running local HTTP/1.1 server; see the [module documentation](self).
+/// A running local HTTP/1.1 server, started by [`TestServer::builder`] and
+/// scripted with [`Fault`]s.
 ///
 /// Dropping it stops the server: it stops accepting, shuts down open
 /// connections and joins its threads.

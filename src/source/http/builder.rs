@@ -1,6 +1,7 @@
 //! [`HttpSourceBuilder`]: the settings an [`HttpSource`] is opened with.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -9,7 +10,7 @@ use ureq::Agent;
 
 use super::redact::redact_url;
 use super::{
-    own_agent, url, AgentSlot, HttpSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
+    own_agent, url, AgentSlot, HttpSource, RequestHooks, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, INITIAL_POOL_SIZE,
 };
 use crate::error::{Error, Result};
@@ -112,6 +113,31 @@ impl HttpSourceBuilder {
     /// of [`HttpSource::open`].
     pub fn open(&self, url: &str) -> Result<HttpSource> {
         let parsed = url::parse_http_url(url)?;
+        self.open_target(
+            parsed.request_url,
+            parsed.userinfo.as_deref(),
+            redact_url(url),
+            None,
+        )
+    }
+
+    /// Opens an object each of whose request URLs `hooks` makes (signed
+    /// afresh per attempt), named `location` in messages.
+    pub(crate) fn open_with_hooks(
+        &self,
+        location: String,
+        hooks: Arc<dyn RequestHooks>,
+    ) -> Result<HttpSource> {
+        self.open_target(String::new(), None, location, Some(hooks))
+    }
+
+    fn open_target(
+        &self,
+        request_url: String,
+        userinfo: Option<&str>,
+        location: String,
+        hooks: Option<Arc<dyn RequestHooks>>,
+    ) -> Result<HttpSource> {
         let mut headers = Vec::with_capacity(self.headers.len() + 2);
         for (name, value) in &self.headers {
             let name =
@@ -132,7 +158,7 @@ impl HttpSourceBuilder {
             reason: format!("`{user_agent}` is not a valid header value"),
         })?;
         headers.push((header::USER_AGENT, user_agent));
-        let authorization = match (&self.bearer_token, &parsed.userinfo) {
+        let authorization = match (&self.bearer_token, userinfo) {
             (Some(token), _) => Some(("bearer_token", format!("Bearer {token}"))),
             (None, Some(userinfo)) => {
                 Some(("url", format!("Basic {}", url::base64(userinfo.as_bytes()))))
@@ -157,8 +183,9 @@ impl HttpSourceBuilder {
             ),
         };
         let mut source = HttpSource {
-            url: parsed.request_url,
-            location: redact_url(url),
+            url: request_url,
+            hooks,
+            location,
             len: 0,
             etag: None,
             last_modified: None,

@@ -10,7 +10,8 @@ use ureq::http::Response;
 use ureq::Body;
 
 use super::response::{
-    etags_match, excerpt, is_identity_encoding, parse_content_range, parse_u64, ContentRange,
+    etags_match, excerpt, is_identity_encoding, parse_content_range, parse_u64, xml_error,
+    ContentRange,
 };
 use super::retry::parse_retry_after;
 use super::{header_str, Failure, HttpSource, ERROR_BODY_LIMIT};
@@ -160,7 +161,12 @@ impl HttpSource {
         };
         let content_range =
             header_str(&response, header::CONTENT_RANGE).and_then(parse_content_range);
-        let message = server_message(&mut response);
+        let (message, code) = server_message(&mut response);
+        if let (Some(hooks), Some((code, text))) = (&self.hooks, &code) {
+            if let Some(error) = hooks.error_for(status, code, text) {
+                return Failure { error, retry_after };
+            }
+        }
         let detail = |prefix: String| {
             if message.is_empty() {
                 prefix
@@ -299,14 +305,15 @@ impl HttpSource {
 }
 
 /// The start of an error body, when it is text meant for people or
-/// programs (XML, JSON, plain text) rather than an HTML page.
-fn server_message(response: &mut Response<Body>) -> String {
+/// programs (XML, JSON, plain text) rather than an HTML page; for an
+/// S3-style XML error, `Code: Message` and the two apart.
+fn server_message(response: &mut Response<Body>) -> (String, Option<(String, String)>) {
     let textual = header_str(response, header::CONTENT_TYPE).is_some_and(|ct| {
         let ct = ct.to_ascii_lowercase();
         ct.contains("xml") || ct.contains("json") || ct.starts_with("text/plain")
     });
     if !textual {
-        return String::new();
+        return (String::new(), None);
     }
     let mut bytes = Vec::new();
     let _ = response
@@ -314,5 +321,9 @@ fn server_message(response: &mut Response<Body>) -> String {
         .as_reader()
         .take(ERROR_BODY_LIMIT)
         .read_to_end(&mut bytes);
-    excerpt(&bytes)
+    match xml_error(&bytes) {
+        Some((code, message)) if message.is_empty() => (code.clone(), Some((code, message))),
+        Some((code, message)) => (format!("{code}: {message}"), Some((code, message))),
+        None => (excerpt(&bytes), None),
+    }
 }

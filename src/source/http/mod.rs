@@ -18,8 +18,10 @@
 //! asked for and maps failures to error kinds, `retry` decides the waits,
 //! `redact` writes URLs for messages.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -119,6 +121,9 @@ const ERROR_BODY_LIMIT: u64 = 1024;
 pub struct HttpSource {
     /// The URL requested: without userinfo or fragment.
     url: String,
+    /// Makes each request's URL instead of `url`, for sources that sign
+    /// every request (S3).
+    hooks: Option<Arc<dyn RequestHooks>>,
     /// The URL for messages, secrets redacted.
     location: String,
     len: u64,
@@ -133,6 +138,32 @@ pub struct HttpSource {
     read_timeout: Option<Duration>,
     retry: RetryPolicy,
     agent: Mutex<AgentSlot>,
+}
+
+/// What a source built on [`HttpSource`] changes about its requests.
+///
+/// S3 signs each request afresh (a presigned URL with a short expiry per
+/// attempt, the method covered by the signature) and reads S3's error
+/// codes; the rest — ranges, pinning, checks, retries — stays
+/// `HttpSource`'s.
+pub(crate) trait RequestHooks: Send + Sync + 'static {
+    /// The URL for one attempt of a `method` request (`HEAD` or `GET`).
+    fn url(&self, method: &Method) -> Result<String>;
+
+    /// A clearer error for a failed response whose body carries an
+    /// S3-style error `code` and `message`, or `None` for the usual
+    /// mapping by status.
+    fn error_for(&self, status: u16, code: &str, message: &str) -> Option<Error> {
+        let _ = (status, code, message);
+        None
+    }
+
+    /// Whether a `HEAD` answered 404 is asked again as a `GET` of the
+    /// first byte: a `HEAD` response has no body, and the body is what
+    /// tells a missing object from a missing bucket.
+    fn get_after_head_not_found(&self) -> bool {
+        false
+    }
 }
 
 /// The agent requests go through.
@@ -250,6 +281,13 @@ impl HttpSource {
         match status {
             // A presigned URL's signature covers the method: HEAD is 403
             // where GET is allowed. A real 403 comes back from the GET too.
+            404 if self
+                .hooks
+                .as_ref()
+                .is_some_and(|hooks| hooks.get_after_head_not_found()) =>
+            {
+                Ok(None)
+            }
             403 | 405 | 501 => {
                 log::debug!(
                     "HEAD {} refused ({status}); asking for bytes=0-0",
@@ -473,10 +511,14 @@ impl HttpSource {
             Some((start, last)) => format!("{method} bytes={start}-{last}"),
             None => method.to_string(),
         };
+        let url = match &self.hooks {
+            Some(hooks) => Cow::Owned(hooks.url(&method)?),
+            None => Cow::Borrowed(self.url.as_str()),
+        };
         let mut request = if method == Method::HEAD {
-            agent.head(&self.url)
+            agent.head(url.as_ref())
         } else {
-            agent.get(&self.url)
+            agent.get(url.as_ref())
         };
         for (name, value) in &self.headers {
             request = request.header(name, value);

@@ -87,9 +87,81 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
     out
 }
 
+/// The `Code` and `Message` of an S3-style XML error body
+/// (`<Error><Code>NoSuchKey</Code><Message>…</Message>…</Error>`), which
+/// S3, S3-compatible stores and presigned URLs answer with.
+///
+/// Only these two are kept: the rest of such a body may echo the request
+/// (`SignatureDoesNotMatch` carries the canonical request, session token
+/// included), which must not reach a message.
+pub(crate) fn xml_error(body: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(body).ok()?;
+    // The body read may be cut short of `</Error>`: Code and Message come
+    // first.
+    let error = &text[text.find("<Error>")?..];
+    let code = xml_unescape(element(error, "Code")?.trim());
+    if code.is_empty() {
+        return None;
+    }
+    let message = element(error, "Message").map_or_else(String::new, |m| xml_unescape(m.trim()));
+    Some((code, excerpt(message.as_bytes())))
+}
+
+/// The text between `<name>` and `</name>`.
+fn element<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = text[start..].find(&format!("</{name}>"))? + start;
+    Some(&text[start..end])
+}
+
+/// Replaces XML's predefined entities.
+fn xml_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_error_bodies_give_their_code_and_message_only() {
+        let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match &amp; so on</Message>
+<CanonicalRequest>GET /k X-Amz-Security-Token=secret-token</CanonicalRequest></Error>"#;
+        assert_eq!(
+            xml_error(body),
+            Some((
+                "SignatureDoesNotMatch".to_owned(),
+                "The request signature we calculated does not match & so on".to_owned()
+            ))
+        );
+        assert_eq!(
+            xml_error(b"<Error><Code>NoSuchBucket</Code><BucketName>b</BucketName></Error>"),
+            Some(("NoSuchBucket".to_owned(), String::new()))
+        );
+        // Cut short after the message, as a long body read in part is.
+        assert_eq!(
+            xml_error(b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message><Req"),
+            Some(("AccessDenied".to_owned(), "Access Denied".to_owned()))
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_s3_errors_give_no_code() {
+        for body in [
+            &b"<html><body>Not Found</body></html>"[..],
+            b"{\"error\": {\"code\": 404}}",
+            b"<Error><Message>no code</Message></Error>",
+            b"<Error><Code></Code></Error>",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(xml_error(body), None, "{body:?}");
+        }
+    }
 
     #[test]
     fn content_range_of_a_range() {
