@@ -367,7 +367,7 @@ impl ServerBuilder {
     }
 }
 
-/// A running local HTTP/1.1 server; see the [module documentation](self).
+/// A running local HTTP/1.1 server, started by [`ServerBuilder::build`].
 ///
 /// Dropping it stops the server: it stops accepting, shuts down open
 /// connections and joins its threads.
