@@ -111,6 +111,16 @@ impl HttpSourceBuilder {
     /// [`Error::InvalidConfig`] for a header that cannot be sent, and those
     /// of [`HttpSource::open`].
     pub fn open(&self, url: &str) -> Result<HttpSource> {
+        let mut source = self.prepare(url, redact_url(url))?;
+        let meta = source.learn_metadata()?;
+        source.pin_to(meta)?;
+        Ok(source)
+    }
+
+    /// A source for `url` with these settings, named `location` in
+    /// messages, that has not asked the server anything yet: sources built
+    /// on this one learn the length and version their own way.
+    pub(crate) fn prepare(&self, url: &str, location: String) -> Result<HttpSource> {
         let parsed = url::parse_http_url(url)?;
         let mut headers = Vec::with_capacity(self.headers.len() + 2);
         for (name, value) in &self.headers {
@@ -156,9 +166,9 @@ impl HttpSourceBuilder {
                 Some(self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
             ),
         };
-        let mut source = HttpSource {
+        Ok(HttpSource {
             url: parsed.request_url,
-            location: redact_url(url),
+            location,
             len: 0,
             etag: None,
             last_modified: None,
@@ -171,10 +181,9 @@ impl HttpSourceBuilder {
                 agent,
                 own_pool_size,
             }),
-        };
-        let meta = source.learn_metadata()?;
-        source.pin_to(meta)?;
-        Ok(source)
+            version_in_url: None,
+            google_errors: false,
+        })
     }
 }
 
