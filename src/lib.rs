@@ -29,7 +29,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Sources: [`HttpSource`] (range requests over HTTP(S)), [`S3Source`]
+//! Sources: [`HttpSource`] (range requests over HTTP(S)), [`GcsSource`]
+//! (Google Cloud Storage objects, `gs://bucket/object`), [`S3Source`]
 //! (`s3://bucket/key`, SigV4-signed), [`MemorySource`],
 //! [`FileSource`] (positional reads) and [`MmapSource`] (a memory map,
 //! `unsafe` to open), or your own [`RangeSource`]. [`open`] picks one from
@@ -64,9 +65,11 @@ pub use open::{open, open_source};
 pub use prefetch::IO_THREADS;
 pub use reader::PrefetchReader;
 pub use source::{
-    FetchContext, FileSource, HttpSource, HttpSourceBuilder, MemorySource, MmapSource, RangeSource,
-    RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT,
+    FetchContext, FileSource, GcsSource, GcsSourceBuilder, HttpSource, HttpSourceBuilder,
+    MemorySource, MmapSource, RangeSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_GCS_ENDPOINT, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
+    DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, GCS_EMULATOR_HOST_ENV,
+    GCS_TOKEN_ENV,
 };
 pub use source::{S3Source, S3SourceBuilder, DEFAULT_REGION};
 pub use stats::{Stats, StatsHandle};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::reader::PrefetchReader;
 use crate::source::http::{percent_decode, redact_url};
-use crate::source::{FileSource, HttpSource, RangeSource, S3Source};
+use crate::source::{FileSource, GcsSource, HttpSource, RangeSource, S3Source};
 
 /// Opens `location` and returns a reader over it with every default
 /// setting: the one reader type for every kind of location
@@ -32,6 +32,9 @@ pub fn open(location: &str) -> Result<PrefetchReader> {
 /// reader with chosen settings:
 ///
 /// - `http://…` and `https://…`: an [`HttpSource`] with default settings;
+/// - `gs://bucket/object`: a [`GcsSource`] with default settings (the
+///   endpoint from `STORAGE_EMULATOR_HOST` when set, the token from
+///   `GOOGLE_OAUTH_ACCESS_TOKEN`; see [`GcsSource`]);
 /// - `s3://bucket/key`: an [`S3Source`], settings from the environment;
 /// - `file:///path` (or `file://localhost/path`): a [`FileSource`];
 /// - anything without `scheme://`: a local path, as a [`FileSource`].
@@ -56,6 +59,7 @@ pub fn open(location: &str) -> Result<PrefetchReader> {
 pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
     Ok(match parse_location(location)? {
         Location::Http => Box::new(HttpSource::open(location)?),
+        Location::Gcs => Box::new(GcsSource::open(location)?),
         Location::S3 => Box::new(S3Source::open(location)?),
         Location::Path(path) => Box::new(FileSource::open(path)?),
     })
@@ -65,6 +69,7 @@ pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
 #[derive(Debug, PartialEq, Eq)]
 enum Location {
     Http,
+    Gcs,
     S3,
     Path(PathBuf),
 }
@@ -91,11 +96,11 @@ fn parse_location(location: &str) -> Result<Location> {
     };
     match scheme.to_ascii_lowercase().as_str() {
         "http" | "https" => Ok(Location::Http),
+        "gs" => Ok(Location::Gcs),
         "file" => file_url_path(rest).map(Location::Path).map_err(invalid),
         "s3" => Ok(Location::S3),
-        // More schemes (gs://, s3://) get their arm here.
         other => Err(invalid(format!(
-            "unsupported scheme `{other}` (supported: http, https, s3, file, or a plain path)"
+            "unsupported scheme `{other}` (supported: http, https, gs, s3, file, or a plain path)"
         ))),
     }
 }
@@ -187,7 +192,31 @@ mod tests {
     #[test]
     fn unknown_schemes_are_named() {
         assert!(reason("ftp://host/x").contains("unsupported scheme `ftp`"));
-        assert!(reason("gs://bucket/object").contains("unsupported scheme `gs`"));
+        assert!(reason("sftp://host/x").contains("supported: http, https, gs, s3, file"));
+    }
+
+    #[test]
+    fn gs_locations_are_gcs() {
+        assert_eq!(parse_location("gs://bucket/a/b").unwrap(), Location::Gcs);
+        assert_eq!(parse_location("GS://bucket/x").unwrap(), Location::Gcs);
+        assert!(reason("gs:bucket/x").contains("expected `gs://`"));
+    }
+
+    #[test]
+    fn incomplete_gs_locations_are_invalid_naming_what_is_missing() {
+        for (location, missing) in [
+            ("gs://", "no bucket name"),
+            ("gs:///obj", "no bucket name"),
+            ("gs://bucket", "no object name"),
+            ("gs://bucket/", "no object name"),
+        ] {
+            match open_source(location) {
+                Err(Error::InvalidLocation { reason, .. }) => {
+                    assert!(reason.contains(missing), "{location}: {reason}")
+                }
+                other => panic!("{location}: {other:?}"),
+            }
+        }
     }
 
     #[test]

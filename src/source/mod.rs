@@ -10,12 +10,16 @@ use crate::error::{Error, Result};
 use crate::stats::Counters;
 
 mod file;
+mod gcs;
 pub(crate) mod http;
 mod memory;
 mod mmap;
 mod s3;
 
 pub use file::FileSource;
+pub use gcs::{
+    GcsSource, GcsSourceBuilder, DEFAULT_GCS_ENDPOINT, GCS_EMULATOR_HOST_ENV, GCS_TOKEN_ENV,
+};
 pub use http::{
     HttpSource, HttpSourceBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT,

@@ -21,6 +21,9 @@
 //!   first in first out) or persistent ([`TestServer::set_persistent_fault`]).
 //! - Every request is logged ([`TestServer::requests`]) and counted, so tests
 //!   can assert how many requests a reader made and what it asked for.
+//! - It can emulate the read paths of the GCS JSON API (metadata and media
+//!   downloads pinned by generation) for objects added with
+//!   [`ServerBuilder::gcs_object`]; see [`TestServer::replace_gcs_object`].
 //!
 //! Dropping the [`TestServer`] stops it: the accept thread and every
 //! connection thread end within about 50 ms (open connections are shut down,
@@ -73,6 +76,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod gcs;
 
 /// How often a connection thread that waits on its socket, stalls or paces
 /// re-checks the shutdown flag. It bounds how long dropping a server can take
@@ -178,6 +183,9 @@ pub enum Fault {
     WeakEtag,
     /// Send `Content-Length: abc`, then the body, then close the connection.
     BadContentLength,
+    /// On a GCS media download, send an `x-goog-generation` one more than
+    /// the generation served (as a server mixing up versions would).
+    WrongGeneration,
 }
 
 /// One request as the server saw it, with the status it answered.
@@ -216,6 +224,8 @@ pub struct ServerBuilder {
     http10: bool,
     dir: Option<PathBuf>,
     objects: Vec<(String, Vec<u8>)>,
+    gcs_objects: Vec<(String, String, Vec<u8>)>,
+    gcs_token: Option<String>,
 }
 
 impl Default for ServerBuilder {
@@ -227,6 +237,8 @@ impl Default for ServerBuilder {
             http10: false,
             dir: None,
             objects: Vec::new(),
+            gcs_objects: Vec::new(),
+            gcs_token: None,
         }
     }
 }
@@ -239,6 +251,11 @@ impl fmt::Debug for ServerBuilder {
             .iter()
             .map(|(path, data)| (path.as_str(), data.len()))
             .collect();
+        let gcs_objects: Vec<(&str, &str, usize)> = self
+            .gcs_objects
+            .iter()
+            .map(|(bucket, name, data)| (bucket.as_str(), name.as_str(), data.len()))
+            .collect();
         f.debug_struct("ServerBuilder")
             .field("addr", &self.addr)
             .field("latency", &self.latency)
@@ -246,6 +263,8 @@ impl fmt::Debug for ServerBuilder {
             .field("http10", &self.http10)
             .field("dir", &self.dir)
             .field("objects", &objects)
+            .field("gcs_objects", &gcs_objects)
+            .field("gcs_token", &self.gcs_token.as_ref().map(|_| "REDACTED"))
             .finish()
     }
 }
@@ -297,6 +316,26 @@ impl ServerBuilder {
         self
     }
 
+    /// Adds an object to the GCS JSON API emulation: `name` in `bucket`,
+    /// served at `/storage/v1/b/{bucket}/o/{name}` (metadata) and
+    /// `/download/storage/v1/b/{bucket}/o/{name}?alt=media` (media) with the
+    /// name percent-encoded whole. Point a
+    /// [`GcsSource`](crate::GcsSource) at [`TestServer::gcs_endpoint`].
+    pub fn gcs_object(&mut self, bucket: &str, name: &str, data: Vec<u8>) -> &mut Self {
+        self.gcs_objects
+            .push((bucket.to_owned(), name.to_owned(), data));
+        self
+    }
+
+    /// Makes the GCS emulation answer 401 to requests without
+    /// `Authorization: Bearer TOKEN`.
+    ///
+    /// Defaults to no token required.
+    pub fn gcs_token(&mut self, token: &str) -> &mut Self {
+        self.gcs_token = Some(token.to_owned());
+        self
+    }
+
     /// The address to listen on.
     ///
     /// Defaults to `127.0.0.1:0`, a free loopback port.
@@ -338,6 +377,10 @@ impl ServerBuilder {
         for (path, data) in &self.objects {
             store.put(path, data.clone());
         }
+        let mut gcs_store = gcs::GcsStore::default();
+        for (bucket, name, data) in &self.gcs_objects {
+            gcs_store.put(bucket, name, data.clone());
+        }
         let listener = TcpListener::bind(self.addr)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -346,6 +389,8 @@ impl ServerBuilder {
             http10: self.http10,
             root,
             store: Mutex::new(store),
+            gcs: Mutex::new(gcs_store),
+            gcs_token: self.gcs_token.clone(),
             faults: Mutex::new(VecDeque::new()),
             persistent: Mutex::new(None),
             log: Mutex::new(Vec::new()),
@@ -426,6 +471,31 @@ impl TestServer {
             .objects
             .remove(&normalize_path(path))
             .is_some()
+    }
+
+    /// The endpoint of the GCS JSON API emulation, `http://127.0.0.1:PORT`
+    /// (see [`ServerBuilder::gcs_object`]).
+    pub fn gcs_endpoint(&self) -> String {
+        format!("http://{}", connect_addr(self.addr))
+    }
+
+    /// Adds or replaces `name` in `bucket` in the GCS emulation, as a new
+    /// generation, and returns it. Media requests for an older generation
+    /// get 404 from then on, as on GCS; responses already being sent keep
+    /// sending the old bytes.
+    pub fn replace_gcs_object(&self, bucket: &str, name: &str, data: Vec<u8>) -> u64 {
+        lock(&self.shared.gcs).put(bucket, name, data)
+    }
+
+    /// Removes `name` from `bucket` in the GCS emulation; returns whether
+    /// it existed.
+    pub fn remove_gcs_object(&self, bucket: &str, name: &str) -> bool {
+        lock(&self.shared.gcs).remove(bucket, name)
+    }
+
+    /// The current generation of `name` in `bucket` in the GCS emulation.
+    pub fn gcs_generation(&self, bucket: &str, name: &str) -> Option<u64> {
+        lock(&self.shared.gcs).generation(bucket, name)
     }
 
     /// Queues a fault for the next `GET` request (for
@@ -524,6 +594,8 @@ struct Shared {
     http10: bool,
     root: Option<PathBuf>,
     store: Mutex<Store>,
+    gcs: Mutex<gcs::GcsStore>,
+    gcs_token: Option<String>,
     faults: Mutex<VecDeque<Fault>>,
     persistent: Mutex<Option<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
@@ -980,14 +1052,23 @@ impl Shared {
             }
             _ => {}
         }
-        let path = request.target.split('?').next().unwrap_or_default();
-        let Some(path) = percent_decode(path) else {
-            return Ok(Plan::text(400, "malformed percent-encoding in path"));
-        };
-        let representation = match self.lookup(&path) {
-            Ok(representation) => representation,
-            Err(403) => return Ok(Plan::text(403, "forbidden")),
-            Err(status) => return Ok(Plan::text(status, "not found")),
+        let (representation, gcs_generation) = match gcs::route(self, request) {
+            gcs::Route::Answer(plan) => return Ok(plan),
+            gcs::Route::Media {
+                representation,
+                generation,
+            } => (representation, Some(generation)),
+            gcs::Route::NotGcs => {
+                let path = request.target.split('?').next().unwrap_or_default();
+                let Some(path) = percent_decode(path) else {
+                    return Ok(Plan::text(400, "malformed percent-encoding in path"));
+                };
+                match self.lookup(&path) {
+                    Ok(representation) => (representation, None),
+                    Err(403) => return Ok(Plan::text(403, "forbidden")),
+                    Err(status) => return Ok(Plan::text(status, "not found")),
+                }
+            }
         };
         let len = representation.len;
         let etag = match fault {
@@ -1005,6 +1086,13 @@ impl Shared {
         }
         if let Some(modified) = modified {
             validators.push(("Last-Modified", http_date(modified)));
+        }
+        if let Some(generation) = gcs_generation {
+            let sent = match fault {
+                Some(Fault::WrongGeneration) => generation + 1,
+                _ => generation,
+            };
+            validators.push(("x-goog-generation", sent.to_string()));
         }
 
         // Preconditions come before Range (RFC 9110 section 13.2.2), and

@@ -112,11 +112,21 @@ impl HttpSourceBuilder {
     /// [`Error::InvalidConfig`] for a header that cannot be sent, and those
     /// of [`HttpSource::open`].
     pub fn open(&self, url: &str) -> Result<HttpSource> {
+        let mut source = self.prepare(url, redact_url(url))?;
+        let meta = source.learn_metadata()?;
+        source.pin_to(meta)?;
+        Ok(source)
+    }
+
+    /// A source for `url` with these settings, named `location` in
+    /// messages, that has not asked the server anything yet: sources built
+    /// on this one learn the length and version their own way.
+    pub(crate) fn prepare(&self, url: &str, location: String) -> Result<HttpSource> {
         let parsed = url::parse_http_url(url)?;
-        self.open_target(
+        self.prepare_target(
             parsed.request_url,
             parsed.userinfo.as_deref(),
-            redact_url(url),
+            location,
             None,
         )
     }
@@ -128,10 +138,13 @@ impl HttpSourceBuilder {
         location: String,
         hooks: Arc<dyn RequestHooks>,
     ) -> Result<HttpSource> {
-        self.open_target(String::new(), None, location, Some(hooks))
+        let mut source = self.prepare_target(String::new(), None, location, Some(hooks))?;
+        let meta = source.learn_metadata()?;
+        source.pin_to(meta)?;
+        Ok(source)
     }
 
-    fn open_target(
+    fn prepare_target(
         &self,
         request_url: String,
         userinfo: Option<&str>,
@@ -182,7 +195,7 @@ impl HttpSourceBuilder {
                 Some(self.read_timeout.unwrap_or(DEFAULT_READ_TIMEOUT)),
             ),
         };
-        let mut source = HttpSource {
+        Ok(HttpSource {
             url: request_url,
             hooks,
             location,
@@ -198,10 +211,9 @@ impl HttpSourceBuilder {
                 agent,
                 own_pool_size,
             }),
-        };
-        let meta = source.learn_metadata()?;
-        source.pin_to(meta)?;
-        Ok(source)
+            version_in_url: None,
+            google_errors: false,
+        })
     }
 }
 

@@ -10,8 +10,8 @@ use ureq::http::Response;
 use ureq::Body;
 
 use super::response::{
-    etags_match, excerpt, is_identity_encoding, parse_content_range, parse_u64, xml_error,
-    ContentRange,
+    etags_match, excerpt, google_error_message, is_identity_encoding, parse_content_range,
+    parse_u64, xml_error, ContentRange,
 };
 use super::retry::parse_retry_after;
 use super::{header_str, Failure, HttpSource, ERROR_BODY_LIMIT};
@@ -122,6 +122,20 @@ impl HttpSource {
 
     /// The response must come from the version opened.
     pub(super) fn check_validator(&self, response: &Response<Body>, what: &str) -> Result<()> {
+        if let Some(version) = &self.version_in_url {
+            // The URL names the version; the header, when sent, confirms it.
+            if let Some(theirs) = header_str(response, version.header.clone()) {
+                if theirs.trim() != version.value {
+                    return Err(self.changed(format!(
+                        "{what}: {} is now {}, was {} at open",
+                        version.header,
+                        theirs.trim(),
+                        version.value
+                    )));
+                }
+            }
+            return Ok(());
+        }
         if let Some(ours) = &self.etag {
             if let Some(theirs) = header_str(response, header::ETAG) {
                 if !etags_match(ours, theirs) {
@@ -149,19 +163,25 @@ impl HttpSource {
     /// server's message and its `Retry-After`.
     pub(super) fn status_failure(
         &self,
-        mut response: Response<Body>,
+        response: Response<Body>,
         range: Option<(u64, u64)>,
     ) -> Failure {
-        let status = response.status().as_u16();
-        let retry_after = header_str(&response, header::RETRY_AFTER)
-            .and_then(|value| parse_retry_after(value, SystemTime::now()));
         let what = match range {
             Some((start, last)) => format!("GET bytes={start}-{last}"),
             None => "HEAD".to_owned(),
         };
+        self.status_failure_as(response, what)
+    }
+
+    /// [`status_failure`](Self::status_failure) for a request described
+    /// by `what`.
+    pub(super) fn status_failure_as(&self, mut response: Response<Body>, what: String) -> Failure {
+        let status = response.status().as_u16();
+        let retry_after = header_str(&response, header::RETRY_AFTER)
+            .and_then(|value| parse_retry_after(value, SystemTime::now()));
         let content_range =
             header_str(&response, header::CONTENT_RANGE).and_then(parse_content_range);
-        let (message, code) = server_message(&mut response);
+        let (message, code) = server_message(&mut response, self.google_errors);
         if let (Some(hooks), Some((code, text))) = (&self.hooks, &code) {
             if let Some(error) = hooks.error_for(status, code, text) {
                 return Failure { error, retry_after };
@@ -175,6 +195,12 @@ impl HttpSource {
             }
         };
         let error = match status {
+            // The URL names the version opened: once it is gone, the
+            // object changed (replaced or deleted) under the reader.
+            404 | 410 if self.version_in_url.is_some() => self.changed(detail(format!(
+                "{what}: status {status}: {} is gone",
+                self.pin_description()
+            ))),
             404 | 410 => Error::NotFound {
                 object: self.location.clone(),
                 detail: detail(format!("{what}: status {status}")),
@@ -211,6 +237,9 @@ impl HttpSource {
     }
 
     pub(super) fn pin_description(&self) -> String {
+        if let Some(version) = &self.version_in_url {
+            return format!("{} {}", version.name, version.value);
+        }
         match &self.pin {
             Some((name, value)) => {
                 let name = if name == header::IF_MATCH {
@@ -305,9 +334,13 @@ impl HttpSource {
 }
 
 /// The start of an error body, when it is text meant for people or
-/// programs (XML, JSON, plain text) rather than an HTML page; for an
+/// programs (XML, JSON, plain text) rather than an HTML page: with
+/// `google_errors`, the `error.message` of a Google JSON error body; for an
 /// S3-style XML error, `Code: Message` and the two apart.
-fn server_message(response: &mut Response<Body>) -> (String, Option<(String, String)>) {
+fn server_message(
+    response: &mut Response<Body>,
+    google_errors: bool,
+) -> (String, Option<(String, String)>) {
     let textual = header_str(response, header::CONTENT_TYPE).is_some_and(|ct| {
         let ct = ct.to_ascii_lowercase();
         ct.contains("xml") || ct.contains("json") || ct.starts_with("text/plain")
@@ -321,6 +354,11 @@ fn server_message(response: &mut Response<Body>) -> (String, Option<(String, Str
         .as_reader()
         .take(ERROR_BODY_LIMIT)
         .read_to_end(&mut bytes);
+    if google_errors {
+        if let Some(message) = google_error_message(&bytes) {
+            return (excerpt(message.as_bytes()), None);
+        }
+    }
     match xml_error(&bytes) {
         Some((code, message)) if message.is_empty() => (code.clone(), Some((code, message))),
         Some((code, message)) => (format!("{code}: {message}"), Some((code, message))),

@@ -17,6 +17,12 @@
 //! `response` parses headers, `checks` decides whether a response is the one
 //! asked for and maps failures to error kinds, `retry` decides the waits,
 //! `redact` writes URLs for messages.
+//!
+//! Sources for object-store APIs (GCS) are built on this one: they make an
+//! unopened source (`HttpSourceBuilder::prepare`), fetch their metadata
+//! with it (`get_document`), then point it at a URL that names one version
+//! of the object (`open_at_version`), which pins reads in place of a
+//! precondition header.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -45,7 +51,7 @@ pub use retry::{
     RetryPolicy, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRY_TIME,
 };
-pub(crate) use url::percent_decode;
+pub(crate) use url::{parse_http_url, percent_decode};
 
 use response::{is_weak_etag, parse_content_range};
 use response::{parse_u64, ContentRange};
@@ -138,6 +144,26 @@ pub struct HttpSource {
     read_timeout: Option<Duration>,
     retry: RetryPolicy,
     agent: Mutex<AgentSlot>,
+    /// Set when the URL itself names the version read (GCS's
+    /// `generation=`), in place of a precondition header.
+    version_in_url: Option<VersionInUrl>,
+    /// Whether error bodies are Google API JSON errors, whose
+    /// `error.message` goes into messages.
+    google_errors: bool,
+}
+
+/// How reads are pinned when the URL names one version of the object (as
+/// GCS's `generation=` does): the server answers 404 once that version is
+/// gone — which, after open, is [`Error::ObjectChanged`] — and a response
+/// header, when sent, must name the same version.
+#[derive(Debug, Clone)]
+pub(crate) struct VersionInUrl {
+    /// The response header naming the version served (`x-goog-generation`).
+    pub(crate) header: HeaderName,
+    /// The version opened, as the header gives it.
+    pub(crate) value: String,
+    /// What the version is called in messages (`generation`).
+    pub(crate) name: &'static str,
 }
 
 /// What a source built on [`HttpSource`] changes about its requests.
@@ -257,7 +283,76 @@ impl HttpSource {
     /// while it is read is still caught if its length changes, but not
     /// otherwise.
     pub fn is_pinned(&self) -> bool {
-        self.pin.is_some()
+        self.pin.is_some() || self.version_in_url.is_some()
+    }
+
+    /// For sources built on this one: reads Google API JSON errors'
+    /// `error.message` into messages.
+    pub(crate) fn use_google_errors(&mut self) {
+        self.google_errors = true;
+    }
+
+    /// For sources built on this one, once they learned the object's
+    /// length and version another way: reads go to `url` (which names the
+    /// version), are checked against `len`, and are pinned by `version`
+    /// rather than by a precondition header.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLocation`] if `url` is not a valid HTTP(S) URL.
+    pub(crate) fn open_at_version(
+        &mut self,
+        url: &str,
+        len: u64,
+        version: VersionInUrl,
+    ) -> Result<()> {
+        self.url = url::parse_http_url(url)?.request_url;
+        self.len = len;
+        self.etag = None;
+        self.last_modified = None;
+        self.pin = None;
+        self.version_in_url = Some(version);
+        Ok(())
+    }
+
+    /// `GET` of the source's URL for a small document (an API's metadata),
+    /// retried as reads are; `what` names the request in messages. The
+    /// body must be a `200` of at most `limit` bytes.
+    ///
+    /// # Errors
+    ///
+    /// Those of opening: [`Error::NotFound`], [`Error::PermissionDenied`],
+    /// [`Error::HttpStatus`], [`Error::TimedOut`], [`Error::Io`], and
+    /// [`Error::InvalidResponse`] for a body over `limit` bytes.
+    pub(crate) fn get_document(&self, what: &str, limit: u64) -> Result<Vec<u8>> {
+        let ctx = FetchContext::new();
+        let agent = self.agent();
+        self.with_retries(&ctx, || {
+            let mut response = self.send_as(&agent, Method::GET, None, false, what.to_owned())?;
+            if response.status().as_u16() != 200 {
+                return Err(self.status_failure_as(response, what.to_owned()));
+            }
+            self.check_encoding(&response, what)?;
+            let expected = header_str(&response, header::CONTENT_LENGTH)
+                .and_then(|value| parse_u64(value.trim()))
+                .unwrap_or(0);
+            let mut body = Vec::new();
+            if let Err(err) = response
+                .body_mut()
+                .as_reader()
+                .take(limit + 1)
+                .read_to_end(&mut body)
+            {
+                let (expected, received) = (expected as usize, body.len());
+                return Err(self.body_error(err, what, 0, expected, received).into());
+            }
+            if body.len() as u64 > limit {
+                return Err(self
+                    .invalid(format!("{what}: the response is over {limit} bytes"))
+                    .into());
+            }
+            Ok(body)
+        })
     }
 
     fn agent(&self) -> Agent {
@@ -511,6 +606,18 @@ impl HttpSource {
             Some((start, last)) => format!("{method} bytes={start}-{last}"),
             None => method.to_string(),
         };
+        self.send_as(agent, method, range, pinned, what)
+    }
+
+    /// [`send`](Self::send), naming the request `what` in messages.
+    fn send_as(
+        &self,
+        agent: &Agent,
+        method: Method,
+        range: Option<(u64, u64)>,
+        pinned: bool,
+        what: String,
+    ) -> Result<Response<Body>, Failure> {
         let url = match &self.hooks {
             Some(hooks) => Cow::Owned(hooks.url(&method)?),
             None => Cow::Borrowed(self.url.as_str()),
@@ -555,7 +662,7 @@ impl HttpSource {
         }
     }
 
-    fn invalid(&self, detail: String) -> Error {
+    pub(crate) fn invalid(&self, detail: String) -> Error {
         Error::InvalidResponse {
             object: self.location.clone(),
             detail,
@@ -612,6 +719,7 @@ impl fmt::Debug for HttpSource {
             .field("etag", &self.etag)
             .field("last_modified", &self.last_modified)
             .field("pinned", &self.is_pinned())
+            .field("version_in_url", &self.version_in_url)
             .finish_non_exhaustive()
     }
 }

@@ -123,6 +123,15 @@ fn xml_unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// The `error.message` of a Google API error body
+/// (`{"error": {"code": 404, "message": "No such object: b/o", …}}`); the
+/// code is the status, which messages already give.
+pub(crate) fn google_error_message(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let message = value.get("error")?.get("message")?.as_str()?;
+    Some(message.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +232,27 @@ mod tests {
         assert!(is_identity_encoding(""));
         assert!(!is_identity_encoding("gzip"));
         assert!(!is_identity_encoding("identity, br"));
+    }
+
+    #[test]
+    fn google_error_bodies_give_their_message() {
+        let body = br#"{"error": {"code": 404, "message": "No such object: b/o",
+                        "errors": [{"reason": "notFound"}]}}"#;
+        assert_eq!(
+            google_error_message(body).as_deref(),
+            Some("No such object: b/o")
+        );
+        assert_eq!(
+            google_error_message(br#"{"error": {"message": "Denied"}}"#).as_deref(),
+            Some("Denied")
+        );
+        for other in [
+            &b"not json"[..],
+            br#"{"error": "flat"}"#,
+            br#"{"message": "x"}"#,
+        ] {
+            assert_eq!(google_error_message(other), None);
+        }
     }
 
     #[test]
