@@ -419,8 +419,9 @@ fn a_get_that_fails_midway_leaves_no_file_and_says_why() {
         .expect("server");
     let out_dir = tempfile::tempdir().expect("tempdir");
     let out = out_dir.path().join("out.bin");
-    // Parts of at most 1 MiB, two at a time at 1 MiB/s each: the download
-    // takes seconds and makes many requests after the object is replaced.
+    // A 2 MiB budget keeps read-ahead parts at the 1 MiB minimum; two at a
+    // time at 1 MiB/s each, the download takes seconds and makes many
+    // requests after the object is replaced.
     let mut child = prefetch()
         .args([
             "get",

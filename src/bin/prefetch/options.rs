@@ -2,8 +2,8 @@
 //! them.
 
 use prefetch_reader::{
-    open_source, PrefetchReader, ReaderBuilder, DEFAULT_CONCURRENCY, DEFAULT_MAX_PART_SIZE,
-    DEFAULT_MIN_PART_SIZE, DEFAULT_WINDOW_BEHIND,
+    open_source, PrefetchReader, ReaderBuilder, DEFAULT_CONCURRENCY, DEFAULT_MIN_PART_SIZE,
+    DEFAULT_WINDOW_BEHIND,
 };
 
 use crate::error::Result;
@@ -55,19 +55,11 @@ fn parse_max_prefetch(text: &str) -> std::result::Result<u64, String> {
 
 impl ReadOptions {
     /// A reader builder with these settings.
-    ///
-    /// A `--max-prefetch` too small for the default largest part lowers
-    /// the largest part to fit, rather than refusing the setting: the user
-    /// asked for a memory budget, not for a part size.
     pub(crate) fn builder(&self) -> ReaderBuilder {
         let mut builder = PrefetchReader::builder();
         builder
             .concurrency(self.concurrency)
             .max_prefetch(self.max_prefetch);
-        let room = self.max_prefetch - DEFAULT_WINDOW_BEHIND;
-        if room < DEFAULT_MAX_PART_SIZE {
-            builder.max_part_size(room.max(DEFAULT_MIN_PART_SIZE));
-        }
         builder
     }
 
@@ -99,7 +91,7 @@ mod tests {
     }
 
     #[test]
-    fn a_small_budget_lowers_the_largest_part_to_fit() {
+    fn every_budget_the_flag_accepts_is_valid() {
         for max_prefetch in [MIN_MAX_PREFETCH, 8 << 20, DEFAULT_MAX_PREFETCH] {
             let options = ReadOptions {
                 concurrency: 4,
