@@ -542,6 +542,36 @@ fn cat_into_a_closed_pipe_ends_quietly() {
 }
 
 #[test]
+fn bench_into_a_closed_pipe_ends_quietly() {
+    let mut child = prefetch()
+        .args([
+            "bench",
+            "--size",
+            "1M",
+            "--latency-ms",
+            "0",
+            "--random-reads",
+            "2",
+        ])
+        .args(["--read-sizes", "256K", "--plain-seconds", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let status = wait(&mut child);
+    let mut text = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut text)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.is_empty(), "{text}");
+}
+
+#[test]
 fn bad_flags_exit_2_with_usage() {
     for args in [
         &["frobnicate"][..],

@@ -24,14 +24,14 @@
 //! round trips and the ramp are all in the figures.
 
 use std::fmt::Write as _;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use prefetch_reader::testing::{pattern, pattern_byte, TestServer};
+use prefetch_reader::testing::{fill_pattern, pattern_byte, TestServer};
 use prefetch_reader::{open_source, FetchContext, RangeSource};
 
-use crate::error::{read_error, Error, Result};
+use crate::error::{read_error, stdout_error, Error, Result};
 use crate::options::ReadOptions;
 use crate::serve::parse_bandwidth;
 use crate::units::{mib_per_sec, parse_positive_size, short_size, KIB, MIB};
@@ -91,7 +91,8 @@ pub(crate) struct Args {
     bandwidth: u64,
 
     /// Size of the generated object [default: 256M]; with LOCATION, read at
-    /// most this much of it [default: all of it].
+    /// most this much of it [default: all of it] (what read-ahead fetched
+    /// past it counts in fetch/dlv).
     #[arg(long, value_name = "SIZE", value_parser = parse_positive_size)]
     size: Option<u64>,
 
@@ -189,11 +190,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
         None => {
             let len = args.size.unwrap_or(DEFAULT_SIZE);
-            let data = pattern(usize::try_from(len).map_err(|_| {
-                Error::msg(format_args!("--size {len}: too large for this machine"))
-            })?);
+            let data = generate(len, None)?;
             let ceiling = {
-                let server = start_server(data.clone(), None)?;
+                let server = start_server(generate(len, Some(&data))?, None)?;
                 let url = server.url(OBJECT_PATH);
                 // The faster of two: a limit is an upper bound, and one run
                 // is at the mercy of whatever else the machine is doing.
@@ -220,11 +219,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         None => ceiling.rate(),
     };
     let mut report = Report::new(args, &target, limit);
-    report.header(args, &target, limit);
+    report.header(args, &target, limit)?;
     report.row(Row {
         vs_link: Some(ceiling.rate() / limit),
         ..ceiling
-    });
+    })?;
 
     let mut plain_rates = Vec::new();
     for &read in &args.read_sizes {
@@ -232,7 +231,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         row.vs_link = Some(row.rate() / limit);
         row.vs_plain = Some(1.0);
         plain_rates.push((read, row.rate()));
-        report.row(row);
+        report.row(row)?;
     }
     for &read in &args.read_sizes {
         let mut row = prefetch(&target, read, &args.read)?;
@@ -241,7 +240,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             .iter()
             .find(|(r, _)| *r == read)
             .map(|(_, plain)| row.rate() / plain);
-        report.row(row);
+        report.row(row)?;
     }
     if args.random_reads > 0 {
         // Random offsets span the whole object, not only the part read.
@@ -255,14 +254,30 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         plain.vs_link = Some(plain.rate() / limit);
         plain.vs_plain = Some(1.0);
         let plain_rate = plain.rate();
-        report.row(plain);
+        report.row(plain)?;
         let mut row = random_prefetch(&target, &offsets, size, &args.read)?;
         row.vs_link = Some(row.rate() / limit);
         row.vs_plain = Some(row.rate() / plain_rate);
-        report.row(row);
+        report.row(row)?;
     }
-    report.footer(started.elapsed());
-    Ok(())
+    report.footer(started.elapsed())
+}
+
+/// `len` bytes of the test pattern (or a copy of `like`), or an error
+/// rather than an abort when there is not enough memory for them.
+fn generate(len: u64, like: Option<&[u8]>) -> Result<Vec<u8>> {
+    let too_large = || Error::msg(format_args!("--size {len}: not enough memory for it"));
+    let n = usize::try_from(len).map_err(|_| too_large())?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(n).map_err(|_| too_large())?;
+    match like {
+        Some(bytes) => data.extend_from_slice(bytes),
+        None => {
+            data.resize(n, 0);
+            fill_pattern(0, &mut data);
+        }
+    }
+    Ok(data)
 }
 
 /// A local server over `data`, with a simulated link if given one
@@ -299,7 +314,11 @@ fn ceiling(location: &str, len: u64, concurrency: usize) -> Result<Row> {
     let started = Instant::now();
     let source = open_source(location)?;
     source.set_concurrency(concurrency);
-    let part = (len / concurrency as u64).clamp(CEILING_MIN_PART, CEILING_PART);
+    // Whole 64 KiB units, so the part size reads well in the table.
+    let part = (len / concurrency as u64)
+        .div_ceil(64 * KIB)
+        .saturating_mul(64 * KIB)
+        .clamp(CEILING_MIN_PART, CEILING_PART);
     let next = AtomicU64::new(0);
     let requests = AtomicU64::new(0);
     let fetch = || -> Result<()> {
@@ -519,34 +538,48 @@ impl Report {
         }
     }
 
-    fn header(&self, args: &Args, target: &Target, limit: f64) {
+    /// Writes `text` to stdout at once, so rows show as they are measured.
+    fn emit(&self, text: &str) -> Result<()> {
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(stdout_error)
+    }
+
+    fn header(&self, args: &Args, target: &Target, limit: f64) -> Result<()> {
         if self.json {
-            return;
+            return Ok(());
         }
+        let mut text = String::new();
         let concurrency = args.read.concurrency;
         if target.generated {
-            println!(
+            let _ = writeln!(
+                text,
                 "local server over loopback: {} ms latency, {} MiB/s per connection, {} MiB object, concurrency {concurrency}",
                 args.latency_ms,
                 fmt_float(args.bandwidth as f64 / MIB as f64),
                 fmt_float(target.len as f64 / MIB as f64),
             );
-            println!(
+            let _ = writeln!(
+                text,
                 "link limit {limit:.1} MiB/s: min of {concurrency} x {} MiB/s and the ceiling (the same server with no latency or cap)",
                 fmt_float(args.bandwidth as f64 / MIB as f64),
             );
         } else {
-            println!(
+            let _ = writeln!(
+                text,
                 "{}: {} MiB read, concurrency {concurrency}",
                 target.location,
                 fmt_float(target.len as f64 / MIB as f64)
             );
-            println!(
+            let _ = writeln!(
+                text,
                 "link limit {limit:.1} MiB/s: the ceiling ({concurrency} parallel requests of large parts)"
             );
         }
-        println!();
-        println!(
+        text.push('\n');
+        let _ = writeln!(
+            text,
             "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7}",
             "case",
             "read",
@@ -559,12 +592,13 @@ impl Report {
             "/plain",
             "secs"
         );
+        self.emit(&text)
     }
 
-    fn row(&mut self, row: Row) {
+    fn row(&mut self, row: Row) -> Result<()> {
         if self.json {
-            println!(
-                "{{\"case\":\"{}\",\"read_bytes\":{},\"bytes\":{},\"reads\":{},\"seconds\":{},\"mib_per_s\":{},\"reads_per_s\":{},\"ttfb_ms\":{},\"requests\":{},\"fetched_per_delivered\":{},\"vs_link\":{},\"vs_plain\":{},{}}}",
+            return self.emit(&format!(
+                "{{\"case\":\"{}\",\"read_bytes\":{},\"bytes\":{},\"reads\":{},\"seconds\":{},\"mib_per_s\":{},\"reads_per_s\":{},\"ttfb_ms\":{},\"requests\":{},\"fetched_per_delivered\":{},\"vs_link\":{},\"vs_plain\":{},{}}}\n",
                 row.case,
                 row.read,
                 row.bytes,
@@ -578,14 +612,13 @@ impl Report {
                 json_number(row.vs_link),
                 json_number(row.vs_plain),
                 self.context,
-            );
-            return;
+            ));
         }
         let or_dash = |value: Option<f64>, precision: usize| {
             value.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
         };
-        println!(
-            "{:<16} {:>6} {:>9.1} {:>9.1} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7.2}",
+        self.emit(&format!(
+            "{:<16} {:>6} {:>9.1} {:>9.1} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7.2}\n",
             row.case,
             short_size(row.read),
             row.rate(),
@@ -596,14 +629,14 @@ impl Report {
             or_dash(row.vs_link, 2),
             or_dash(row.vs_plain, 2),
             row.elapsed.as_secs_f64(),
-        );
+        ))
     }
 
-    fn footer(&self, elapsed: Duration) {
-        if !self.json {
-            println!();
-            println!("finished in {:.1} s", elapsed.as_secs_f64());
+    fn footer(&self, elapsed: Duration) -> Result<()> {
+        if self.json {
+            return Ok(());
         }
+        self.emit(&format!("\nfinished in {:.1} s\n", elapsed.as_secs_f64()))
     }
 }
 

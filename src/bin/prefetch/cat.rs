@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use crate::copy::{copy_range, CopyError};
-use crate::error::{read_error, Error, Result};
+use crate::error::{read_error, stdout_error, Error, Result};
 use crate::options::ReadOptions;
 use crate::range::ByteRange;
 
@@ -44,20 +44,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         };
         match copy_range(&mut reader, range, &mut out, |_| {}) {
             Ok(_) => {}
-            Err(CopyError::Write(err)) if err.kind() == io::ErrorKind::BrokenPipe => {
-                return Ok(());
-            }
-            Err(CopyError::Write(err)) => {
-                return Err(Error::msg(format_args!("cannot write to stdout: {err}")));
-            }
+            Err(CopyError::Write(err)) => return Err(stdout_error(err)),
             Err(CopyError::Read(err)) => return Err(read_error(location, err)),
         }
         log::info!("{location}: {:?}", reader.stats());
     }
-    match out.flush() {
-        Err(err) if err.kind() != io::ErrorKind::BrokenPipe => {
-            Err(Error::msg(format_args!("cannot write to stdout: {err}")))
-        }
-        _ => Ok(()),
-    }
+    out.flush().map_err(stdout_error)
 }

@@ -7,20 +7,29 @@ use std::io;
 /// A specialized `Result` for the command.
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// What ended a command: printed as `prefetch: {message}`, exit code 1.
+/// What ended a command: printed as `prefetch: {message}`, exit code 1 —
+/// except a closed stdout, which is a normal end (`prefetch cat … | head`).
 #[derive(Debug)]
-pub(crate) struct Error(String);
+pub(crate) enum Error {
+    /// A failure, in words naming the thing at fault and the cause.
+    Message(String),
+    /// Whoever read stdout stopped reading: stop quietly, exit code 0.
+    StdoutClosed,
+}
 
 impl Error {
     /// An error with this message (lowercase, naming the thing at fault).
     pub(crate) fn msg(message: impl fmt::Display) -> Error {
-        Error(message.to_string())
+        Error::Message(message.to_string())
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Error::Message(message) => f.write_str(message),
+            Error::StdoutClosed => f.write_str("stdout closed"),
+        }
     }
 }
 
@@ -29,7 +38,7 @@ impl std::error::Error for Error {}
 impl From<prefetch_reader::Error> for Error {
     fn from(err: prefetch_reader::Error) -> Error {
         // The library's messages already name the object and the cause.
-        Error(err.to_string())
+        Error::Message(err.to_string())
     }
 }
 
@@ -43,5 +52,15 @@ pub(crate) fn read_error(object: &str, err: io::Error) -> Error {
         Error::from(prefetch_reader::Error::from_io(err))
     } else {
         Error::msg(format_args!("{object}: {err}"))
+    }
+}
+
+/// A failed write to stdout: a closed pipe ends the command quietly, any
+/// other failure is an error.
+pub(crate) fn stdout_error(err: io::Error) -> Error {
+    if err.kind() == io::ErrorKind::BrokenPipe {
+        Error::StdoutClosed
+    } else {
+        Error::msg(format_args!("cannot write to stdout: {err}"))
     }
 }

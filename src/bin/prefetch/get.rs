@@ -72,7 +72,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 
     let elapsed = started.elapsed().as_secs_f64();
     let stats = reader.stats();
-    eprintln!(
+    // The file is in place: a closed stderr is no reason to fail now.
+    let _ = writeln!(
+        io::stderr(),
         "{}: {copied} bytes ({}) in {elapsed:.2} s, {:.1} MiB/s, {} requests, {} retries",
         args.output.display(),
         human_size(copied),

@@ -17,7 +17,7 @@ mod units;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -73,11 +73,16 @@ fn main() {
 fn run() -> Result<()> {
     let cli = parse_args();
     init_logging(cli.verbose);
-    match cli.command {
+    let result = match cli.command {
         Command::Bench(args) => bench::run(&args),
         Command::Cat(args) => cat::run(&args),
         Command::Get(args) => get::run(&args),
         Command::Serve(args) => serve::run(&args),
+    };
+    match result {
+        // `prefetch cat … | head`: the reader has what it wanted.
+        Err(Error::StdoutClosed) => Ok(()),
+        other => other,
     }
 }
 

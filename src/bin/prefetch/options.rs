@@ -24,9 +24,15 @@ pub(crate) struct ReadOptions {
     pub(crate) max_prefetch: u64,
 }
 
+/// The largest `--concurrency`: well past what one reader can use (the
+/// shared I/O pool has `IO_THREADS`), low enough that a typo does not
+/// start a hundred thousand threads.
+const MAX_CONCURRENCY: usize = 1024;
+
 fn parse_concurrency(text: &str) -> std::result::Result<usize, String> {
     match text.parse::<usize>() {
         Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) if n > MAX_CONCURRENCY => Err(format!("must be at most {MAX_CONCURRENCY}")),
         Ok(n) => Ok(n),
         Err(_) => Err(format!("`{text}` is not a number of requests")),
     }
