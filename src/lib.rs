@@ -73,3 +73,8 @@ pub use source::{
 };
 pub use source::{S3Source, S3SourceBuilder, DEFAULT_REGION};
 pub use stats::{Stats, StatsHandle};
+
+// The README's examples run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

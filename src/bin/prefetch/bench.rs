@@ -1,0 +1,698 @@
+//! `prefetch bench`: plain range reads against `PrefetchReader`, over a
+//! local server with a simulated link (or over a real object), in one run.
+//!
+//! The measurement follows `benches/links.rs`, but over HTTP: the crate's
+//! test server with a delay before every response and a cap on each
+//! connection's rate, read through [`HttpSource`](prefetch_reader::HttpSource)
+//! as any user's URL would be.
+//!
+//! - **ceiling**: what the server carries at all: `concurrency` threads
+//!   fetching large parts in parallel from a second server over the same
+//!   bytes with no latency and no cap (the faster of two runs). The link
+//!   limit is the lower of `concurrency × bandwidth` and this. Over a real
+//!   object, the same parallel download over its link is the limit.
+//! - **plain**: one range request per read, of the read size, in order
+//!   from offset 0; time-boxed, the rate reported. What code without a
+//!   prefetcher gets.
+//! - **prefetch**: `PrefetchReader` reading the object in reads of the
+//!   read size.
+//! - **random-plain**, **random-prefetch**: reads of 64 KiB at seeded
+//!   pseudo-random offsets, with one range request each, and with the
+//!   reader's `seek` + `read_exact`.
+//!
+//! Every clock starts before the object is opened, so opening, the first
+//! round trips and the ramp are all in the figures.
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prefetch_reader::testing::{fill_pattern, pattern_byte, TestServer};
+use prefetch_reader::{open_source, FetchContext, RangeSource};
+
+use crate::error::{read_error, stdout_error, Error, Result};
+use crate::options::ReadOptions;
+use crate::serve::parse_bandwidth;
+use crate::units::{mib_per_sec, parse_positive_size, short_size, KIB, MIB};
+
+pub(crate) const EXAMPLES: &str = "\
+Examples:
+  prefetch bench                                   the default run: 20 ms, 25 MiB/s per connection, 256 MiB
+  prefetch bench --latency-ms 50 --bandwidth 10    a slower link
+  prefetch bench --read-sizes 4K,1M --size 1G
+  prefetch bench --json | jq .                     one JSON object per row
+  prefetch bench https://example.com/big.bin --size 512M   a real object (its first 512 MiB)
+
+Rows: `ceiling` is what the link carries with `concurrency` parallel requests
+of large parts (over a local server: one with no latency or cap); `plain` is
+one range request per read (time-boxed); `prefetch` is PrefetchReader;
+`random-*` are seeded random reads. Columns: MiB/s over the whole run,
+reads/s, ms until the first read returned (clock started before opening),
+range requests, bytes fetched / bytes delivered, and the ratios to the link
+limit (min of concurrency x bandwidth and the ceiling) and to plain reads of
+the same size.";
+
+/// The path of the generated object on the local servers.
+const OBJECT_PATH: &str = "/bench.bin";
+
+/// The default generated object: 256 MiB.
+const DEFAULT_SIZE: u64 = 256 * MIB;
+
+/// Seed of the random offsets: fixed, so every run reads the same ones.
+const RANDOM_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Largest part of the ceiling measurement: big enough that round trips
+/// are a small share of each request.
+const CEILING_PART: u64 = 16 * MIB;
+
+/// Smallest part of the ceiling measurement, for small objects.
+const CEILING_MIN_PART: u64 = 256 * KIB;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Measure this object (URL or path) instead of a local server with a
+    /// simulated link.
+    #[arg(value_name = "LOCATION")]
+    location: Option<String>,
+
+    /// Simulated delay before every response, in milliseconds.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 20,
+        conflicts_with = "location"
+    )]
+    latency_ms: u64,
+
+    /// Simulated bandwidth of each connection, in MiB/s.
+    #[arg(long, value_name = "MIB_PER_SEC", default_value = "25",
+          value_parser = parse_bandwidth, conflicts_with = "location")]
+    bandwidth: u64,
+
+    /// Size of the generated object [default: 256M]; with LOCATION, read at
+    /// most this much of it [default: all of it] (what read-ahead fetched
+    /// past it counts in fetch/dlv).
+    #[arg(long, value_name = "SIZE", value_parser = parse_positive_size)]
+    size: Option<u64>,
+
+    /// Read sizes of the sequential rows.
+    #[arg(long, value_name = "SIZES", value_delimiter = ',',
+          default_value = "8K,64K,1M,16M", value_parser = parse_positive_size)]
+    read_sizes: Vec<u64>,
+
+    /// Reads of the random rows (0 skips them).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    random_reads: usize,
+
+    /// Size of each random read.
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_positive_size)]
+    random_size: u64,
+
+    /// Time box of each plain sequential row, in seconds (at least two
+    /// reads are made).
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0,
+          value_parser = parse_seconds)]
+    plain_seconds: f64,
+
+    /// Print one JSON object per row instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    #[command(flatten)]
+    read: ReadOptions,
+}
+
+fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!("`{text}` is not a number of seconds")),
+    }
+}
+
+/// What is measured: a local server's object, or the user's.
+struct Target {
+    location: String,
+    /// Bytes of the object read by the sequential rows.
+    len: u64,
+    /// Whether the bytes are the test pattern (checked as they are read).
+    generated: bool,
+    /// `concurrency × bandwidth`, over a simulated link.
+    nominal_limit: Option<f64>,
+}
+
+/// One line of the report.
+#[derive(Debug, Default, Clone)]
+struct Row {
+    case: &'static str,
+    read: u64,
+    bytes: u64,
+    reads: u64,
+    elapsed: Duration,
+    ttfb: Option<Duration>,
+    requests: u64,
+    fetched: u64,
+    delivered: u64,
+    vs_link: Option<f64>,
+    vs_plain: Option<f64>,
+}
+
+impl Row {
+    fn rate(&self) -> f64 {
+        mib_per_sec(self.bytes, self.elapsed.as_secs_f64())
+    }
+
+    fn reads_per_sec(&self) -> f64 {
+        self.reads as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    fn fetched_per_delivered(&self) -> Option<f64> {
+        (self.delivered > 0).then(|| self.fetched as f64 / self.delivered as f64)
+    }
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    let started = Instant::now();
+    let concurrency = args.read.concurrency;
+    // The local servers live until the end of the run.
+    let (target, ceiling, _server) = match &args.location {
+        Some(location) => {
+            let len = open_source(location)?.len();
+            let len = args.size.map_or(len, |size| size.min(len));
+            let target = Target {
+                location: location.clone(),
+                len,
+                generated: false,
+                nominal_limit: None,
+            };
+            let ceiling = ceiling(&target.location, len, concurrency)?;
+            (target, ceiling, None)
+        }
+        None => {
+            let len = args.size.unwrap_or(DEFAULT_SIZE);
+            let data = generate(len, None)?;
+            let ceiling = {
+                let server = start_server(generate(len, Some(&data))?, None)?;
+                let url = server.url(OBJECT_PATH);
+                // The faster of two: a limit is an upper bound, and one run
+                // is at the mercy of whatever else the machine is doing.
+                let first = ceiling(&url, len, concurrency)?;
+                let second = ceiling(&url, len, concurrency)?;
+                if first.rate() >= second.rate() {
+                    first
+                } else {
+                    second
+                }
+            };
+            let server = start_server(data, Some((args.latency_ms, args.bandwidth)))?;
+            let target = Target {
+                location: server.url(OBJECT_PATH),
+                len,
+                generated: true,
+                nominal_limit: Some(concurrency as f64 * args.bandwidth as f64 / MIB as f64),
+            };
+            (target, ceiling, Some(server))
+        }
+    };
+    let limit = match target.nominal_limit {
+        Some(nominal) => nominal.min(ceiling.rate()),
+        None => ceiling.rate(),
+    };
+    let mut report = Report::new(args, &target, limit);
+    report.header(args, &target, limit)?;
+    report.row(Row {
+        vs_link: Some(ceiling.rate() / limit),
+        ..ceiling
+    })?;
+
+    let mut plain_rates = Vec::new();
+    for &read in &args.read_sizes {
+        let mut row = plain(&target, read, Duration::from_secs_f64(args.plain_seconds))?;
+        row.vs_link = Some(row.rate() / limit);
+        row.vs_plain = Some(1.0);
+        plain_rates.push((read, row.rate()));
+        report.row(row)?;
+    }
+    for &read in &args.read_sizes {
+        let mut row = prefetch(&target, read, &args.read)?;
+        row.vs_link = Some(row.rate() / limit);
+        row.vs_plain = plain_rates
+            .iter()
+            .find(|(r, _)| *r == read)
+            .map(|(_, plain)| row.rate() / plain);
+        report.row(row)?;
+    }
+    if args.random_reads > 0 {
+        // Random offsets span the whole object, not only the part read.
+        let len = match &args.location {
+            Some(location) => open_source(location)?.len(),
+            None => target.len,
+        };
+        let size = args.random_size.min(len);
+        let offsets = random_offsets(len, size, args.random_reads);
+        let mut plain = random_plain(&target, &offsets, size)?;
+        plain.vs_link = Some(plain.rate() / limit);
+        plain.vs_plain = Some(1.0);
+        let plain_rate = plain.rate();
+        report.row(plain)?;
+        let mut row = random_prefetch(&target, &offsets, size, &args.read)?;
+        row.vs_link = Some(row.rate() / limit);
+        row.vs_plain = Some(row.rate() / plain_rate);
+        report.row(row)?;
+    }
+    report.footer(started.elapsed())
+}
+
+/// `len` bytes of the test pattern (or a copy of `like`), or an error
+/// rather than an abort when there is not enough memory for them.
+fn generate(len: u64, like: Option<&[u8]>) -> Result<Vec<u8>> {
+    let too_large = || Error::msg(format_args!("--size {len}: not enough memory for it"));
+    let n = usize::try_from(len).map_err(|_| too_large())?;
+    let mut data = Vec::new();
+    data.try_reserve_exact(n).map_err(|_| too_large())?;
+    match like {
+        Some(bytes) => data.extend_from_slice(bytes),
+        None => {
+            data.resize(n, 0);
+            fill_pattern(0, &mut data);
+        }
+    }
+    Ok(data)
+}
+
+/// A local server over `data`, with a simulated link if given one
+/// (latency in ms, bytes per second per connection).
+fn start_server(data: Vec<u8>, link: Option<(u64, u64)>) -> Result<TestServer> {
+    let mut builder = TestServer::builder();
+    if let Some((latency_ms, bandwidth)) = link {
+        builder
+            .latency(Duration::from_millis(latency_ms))
+            .bandwidth(bandwidth);
+    }
+    let server = builder
+        .build()
+        .map_err(|err| Error::msg(format_args!("cannot start the local server: {err}")))?;
+    server.put_object(OBJECT_PATH, data);
+    log::info!("local server at {}", server.url(OBJECT_PATH));
+    Ok(server)
+}
+
+/// Whether the bytes read at `offset` are the generated ones (one byte per
+/// read is enough to catch a block out of place).
+fn check(target: &Target, offset: u64, buf: &[u8]) -> Result<()> {
+    match buf.first() {
+        Some(&byte) if target.generated && byte != pattern_byte(offset) => Err(Error::msg(
+            format_args!("{}: wrong byte at offset {offset}", target.location),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `concurrency` threads fetching the first `len` bytes in large parts,
+/// each taking the next part as it finishes one.
+fn ceiling(location: &str, len: u64, concurrency: usize) -> Result<Row> {
+    let started = Instant::now();
+    let source = open_source(location)?;
+    source.set_concurrency(concurrency);
+    // Whole 64 KiB units, so the part size reads well in the table.
+    let part = (len / concurrency as u64)
+        .div_ceil(64 * KIB)
+        .saturating_mul(64 * KIB)
+        .clamp(CEILING_MIN_PART, CEILING_PART);
+    let next = AtomicU64::new(0);
+    let requests = AtomicU64::new(0);
+    let fetch = || -> Result<()> {
+        let mut buf = vec![0; usize::try_from(part.min(len)).unwrap_or(0)];
+        let ctx = FetchContext::new();
+        loop {
+            let offset = next.fetch_add(part, Ordering::Relaxed);
+            if offset >= len {
+                return Ok(());
+            }
+            let n = part.min(len - offset) as usize;
+            source.read_at(offset, &mut buf[..n], &ctx)?;
+            requests.fetch_add(1, Ordering::Relaxed);
+        }
+    };
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..concurrency).map(|_| scope.spawn(fetch)).collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::msg("a download thread panicked")))
+            })
+            .collect::<Result<Vec<()>>>()
+    })?;
+    let elapsed = started.elapsed();
+    let requests = requests.into_inner();
+    Ok(Row {
+        case: "ceiling",
+        read: part,
+        bytes: len,
+        reads: requests,
+        elapsed,
+        ttfb: None,
+        requests,
+        fetched: len,
+        delivered: len,
+        ..Row::default()
+    })
+}
+
+/// One range request per read, in order from offset 0, until the time box
+/// is spent (at least two reads) or the object ends.
+fn plain(target: &Target, read: u64, time_box: Duration) -> Result<Row> {
+    let started = Instant::now();
+    let source = open_source(&target.location)?;
+    let ctx = FetchContext::new();
+    let mut buf = vec![0; usize::try_from(read.min(target.len)).unwrap_or(0)];
+    let (mut offset, mut reads, mut ttfb) = (0, 0, None);
+    while offset < target.len && (reads < 2 || started.elapsed() < time_box) {
+        let n = read.min(target.len - offset) as usize;
+        source.read_at(offset, &mut buf[..n], &ctx)?;
+        ttfb.get_or_insert_with(|| started.elapsed());
+        check(target, offset, &buf[..n])?;
+        offset += n as u64;
+        reads += 1;
+    }
+    Ok(Row {
+        case: "plain",
+        read,
+        bytes: offset,
+        reads,
+        elapsed: started.elapsed(),
+        ttfb,
+        requests: reads,
+        fetched: ctx.bytes_received(),
+        delivered: offset,
+        ..Row::default()
+    })
+}
+
+/// `PrefetchReader` reading the object in reads of `read` bytes.
+fn prefetch(target: &Target, read: u64, options: &ReadOptions) -> Result<Row> {
+    let started = Instant::now();
+    let mut reader = options.open(&target.location)?;
+    let mut buf = vec![0; usize::try_from(read.min(target.len)).unwrap_or(0)];
+    let (mut offset, mut reads, mut ttfb) = (0, 0, None);
+    while offset < target.len {
+        let want = read.min(target.len - offset) as usize;
+        let n = reader
+            .read(&mut buf[..want])
+            .map_err(|err| read_error(&target.location, err))?;
+        if n == 0 {
+            return Err(Error::msg(format_args!(
+                "{}: ended at offset {offset}, before its length",
+                target.location
+            )));
+        }
+        ttfb.get_or_insert_with(|| started.elapsed());
+        check(target, offset, &buf[..n])?;
+        offset += n as u64;
+        reads += 1;
+    }
+    let elapsed = started.elapsed();
+    let stats = reader.stats();
+    log::info!("prefetch {}: {stats:?}", short_size(read));
+    Ok(Row {
+        case: "prefetch",
+        read,
+        bytes: offset,
+        reads,
+        elapsed,
+        ttfb,
+        requests: stats.requests,
+        fetched: stats.bytes_fetched,
+        delivered: stats.bytes_delivered,
+        ..Row::default()
+    })
+}
+
+/// `n` offsets for reads of `size` in an object of `len` bytes: a seeded
+/// xorshift64 generator.
+fn random_offsets(len: u64, size: u64, n: usize) -> Vec<u64> {
+    let mut x = RANDOM_SEED;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % (len - size + 1)
+        })
+        .collect()
+}
+
+fn random_plain(target: &Target, offsets: &[u64], size: u64) -> Result<Row> {
+    let started = Instant::now();
+    let source = open_source(&target.location)?;
+    let ctx = FetchContext::new();
+    let mut buf = vec![0; usize::try_from(size).unwrap_or(0)];
+    let mut ttfb = None;
+    for &offset in offsets {
+        source.read_at(offset, &mut buf, &ctx)?;
+        ttfb.get_or_insert_with(|| started.elapsed());
+        check(target, offset, &buf)?;
+    }
+    let reads = offsets.len() as u64;
+    Ok(Row {
+        case: "random-plain",
+        read: size,
+        bytes: reads * size,
+        reads,
+        elapsed: started.elapsed(),
+        ttfb,
+        requests: reads,
+        fetched: ctx.bytes_received(),
+        delivered: reads * size,
+        ..Row::default()
+    })
+}
+
+fn random_prefetch(
+    target: &Target,
+    offsets: &[u64],
+    size: u64,
+    options: &ReadOptions,
+) -> Result<Row> {
+    let started = Instant::now();
+    let mut reader = options.open(&target.location)?;
+    let mut buf = vec![0; usize::try_from(size).unwrap_or(0)];
+    let mut ttfb = None;
+    for &offset in offsets {
+        reader
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| reader.read_exact(&mut buf))
+            .map_err(|err| read_error(&target.location, err))?;
+        ttfb.get_or_insert_with(|| started.elapsed());
+        check(target, offset, &buf)?;
+    }
+    let elapsed = started.elapsed();
+    let stats = reader.stats();
+    log::info!("random prefetch: {stats:?}");
+    let reads = offsets.len() as u64;
+    Ok(Row {
+        case: "random-prefetch",
+        read: size,
+        bytes: reads * size,
+        reads,
+        elapsed,
+        ttfb,
+        requests: stats.requests,
+        fetched: stats.bytes_fetched,
+        delivered: stats.bytes_delivered,
+        ..Row::default()
+    })
+}
+
+/// Prints rows as they are measured: a table, or JSON lines.
+struct Report {
+    json: bool,
+    /// Fields repeated in every JSON row.
+    context: String,
+}
+
+impl Report {
+    fn new(args: &Args, target: &Target, limit: f64) -> Report {
+        let mut context = String::new();
+        let _ = write!(
+            context,
+            "\"object\":{},\"object_bytes\":{},\"concurrency\":{},\"link_limit_mib_per_s\":{}",
+            json_string(&target.location),
+            target.len,
+            args.read.concurrency,
+            json_number(Some(limit)),
+        );
+        if target.generated {
+            let _ = write!(
+                context,
+                ",\"latency_ms\":{},\"bandwidth_mib_per_s\":{}",
+                args.latency_ms,
+                json_number(Some(args.bandwidth as f64 / MIB as f64))
+            );
+        }
+        Report {
+            json: args.json,
+            context,
+        }
+    }
+
+    /// Writes `text` to stdout at once, so rows show as they are measured.
+    fn emit(&self, text: &str) -> Result<()> {
+        let mut out = io::stdout().lock();
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(stdout_error)
+    }
+
+    fn header(&self, args: &Args, target: &Target, limit: f64) -> Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        let mut text = String::new();
+        let concurrency = args.read.concurrency;
+        if target.generated {
+            let _ = writeln!(
+                text,
+                "local server over loopback: {} ms latency, {} MiB/s per connection, {} MiB object, concurrency {concurrency}",
+                args.latency_ms,
+                fmt_float(args.bandwidth as f64 / MIB as f64),
+                fmt_float(target.len as f64 / MIB as f64),
+            );
+            let _ = writeln!(
+                text,
+                "link limit {limit:.1} MiB/s: min of {concurrency} x {} MiB/s and the ceiling (the same server with no latency or cap)",
+                fmt_float(args.bandwidth as f64 / MIB as f64),
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "{}: {} MiB read, concurrency {concurrency}",
+                target.location,
+                fmt_float(target.len as f64 / MIB as f64)
+            );
+            let _ = writeln!(
+                text,
+                "link limit {limit:.1} MiB/s: the ceiling ({concurrency} parallel requests of large parts)"
+            );
+        }
+        text.push('\n');
+        let _ = writeln!(
+            text,
+            "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7}",
+            "case",
+            "read",
+            "MiB/s",
+            "reads/s",
+            "ttfb_ms",
+            "requests",
+            "fetch/dlv",
+            "/link",
+            "/plain",
+            "secs"
+        );
+        self.emit(&text)
+    }
+
+    fn row(&mut self, row: Row) -> Result<()> {
+        if self.json {
+            return self.emit(&format!(
+                "{{\"case\":\"{}\",\"read_bytes\":{},\"bytes\":{},\"reads\":{},\"seconds\":{},\"mib_per_s\":{},\"reads_per_s\":{},\"ttfb_ms\":{},\"requests\":{},\"fetched_per_delivered\":{},\"vs_link\":{},\"vs_plain\":{},{}}}\n",
+                row.case,
+                row.read,
+                row.bytes,
+                row.reads,
+                json_number(Some(row.elapsed.as_secs_f64())),
+                json_number(Some(row.rate())),
+                json_number(Some(row.reads_per_sec())),
+                json_number(row.ttfb.map(|t| t.as_secs_f64() * 1e3)),
+                row.requests,
+                json_number(row.fetched_per_delivered()),
+                json_number(row.vs_link),
+                json_number(row.vs_plain),
+                self.context,
+            ));
+        }
+        let or_dash = |value: Option<f64>, precision: usize| {
+            value.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
+        };
+        self.emit(&format!(
+            "{:<16} {:>6} {:>9.1} {:>9.1} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7.2}\n",
+            row.case,
+            short_size(row.read),
+            row.rate(),
+            row.reads_per_sec(),
+            or_dash(row.ttfb.map(|t| t.as_secs_f64() * 1e3), 1),
+            row.requests,
+            or_dash(row.fetched_per_delivered(), 3),
+            or_dash(row.vs_link, 2),
+            or_dash(row.vs_plain, 2),
+            row.elapsed.as_secs_f64(),
+        ))
+    }
+
+    fn footer(&self, elapsed: Duration) -> Result<()> {
+        if self.json {
+            return Ok(());
+        }
+        self.emit(&format!("\nfinished in {:.1} s\n", elapsed.as_secs_f64()))
+    }
+}
+
+/// `25`, `0.5`: a float without needless decimals.
+fn fmt_float(value: f64) -> String {
+    let text = format!("{value:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn json_number(value: Option<f64>) -> String {
+    match value {
+        Some(v) if v.is_finite() => format!("{v}"),
+        _ => "null".to_owned(),
+    }
+}
+
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_offsets_are_seeded_and_in_bounds() {
+        let a = random_offsets(1000, 100, 50);
+        assert_eq!(a, random_offsets(1000, 100, 50));
+        assert!(a.iter().all(|&o| o + 100 <= 1000));
+        assert_eq!(random_offsets(100, 100, 3), vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+        assert_eq!(json_number(Some(f64::NAN)), "null");
+        assert_eq!(json_number(None), "null");
+        assert_eq!(json_number(Some(1.5)), "1.5");
+    }
+
+    #[test]
+    fn floats_lose_needless_decimals() {
+        assert_eq!(fmt_float(25.0), "25");
+        assert_eq!(fmt_float(0.5), "0.5");
+    }
+}
