@@ -139,7 +139,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         // producer keeps any more in its outbox rather than block.
         let (blocks_tx, blocks) = crossbeam_channel::bounded(2 * config.concurrency);
         let producer = Producer {
-            spare: Arc::default(),
+            spares: Arc::default(),
             source: source.clone(),
             pool,
             counters: counters.clone(),

@@ -55,51 +55,79 @@ impl Drop for Charge {
     }
 }
 
-/// The buffer of the last block dropped, kept (and still charged) for the
-/// producer's next request: steady reading then reuses one buffer per part
-/// instead of allocating, zeroing and faulting in a fresh one.
+/// Buffers kept for reuse: at most this many. Enough to cover the blocks
+/// a reader retires between two decisions of the producer.
+const SPARE_BUFFERS: usize = 4;
+
+/// Buffers of dropped blocks, kept (and still charged) for the producer's
+/// next requests: steady reading then reuses buffers instead of allocating,
+/// zeroing and faulting in fresh ones. The producer counts them as free
+/// room, and frees them when it needs that room for a buffer of another
+/// size.
 #[derive(Default)]
-pub(crate) struct Spare {
-    slot: Mutex<Option<(Vec<u8>, Charge)>>,
+pub(crate) struct Spares {
+    buffers: Mutex<Vec<(Vec<u8>, Charge)>>,
 }
 
-impl Spare {
-    /// Keeps `bytes` if the slot is free; frees them otherwise.
+impl Spares {
+    /// Keeps `bytes` for reuse; when full, frees the smallest buffer.
     fn put(&self, bytes: Vec<u8>, charge: Charge) {
-        let mut slot = self.slot.lock();
-        if slot.is_none() {
-            charge.notify();
-            *slot = Some((bytes, charge));
+        let mut buffers = self.buffers.lock();
+        charge.notify();
+        buffers.push((bytes, charge));
+        if buffers.len() > SPARE_BUFFERS {
+            if let Some(smallest) = (0..buffers.len()).min_by_key(|&i| buffers[i].0.capacity()) {
+                buffers.swap_remove(smallest);
+            }
         }
     }
 
-    /// Bytes charged for the spare buffer, if any.
+    /// Bytes charged for the spare buffers.
     pub(crate) fn charged(&self) -> u64 {
-        self.slot
-            .lock()
-            .as_ref()
-            .map_or(0, |(_, charge)| charge.bytes())
+        self.buffers.lock().iter().map(|(_, c)| c.bytes()).sum()
     }
 
-    pub(crate) fn take(&self) -> Option<(Vec<u8>, Charge)> {
-        self.slot.lock().take()
+    /// A buffer for a block of `len` bytes whose charge, with the others'
+    /// `allocated` bytes, stays within `limit`: a spare of about that size
+    /// when one fits, else `None`. Spares are freed while they would keep
+    /// the total over `limit`.
+    pub(crate) fn take(
+        &self,
+        len: u64,
+        allocated: &dyn Fn() -> u64,
+        limit: u64,
+    ) -> Option<(Vec<u8>, Charge)> {
+        let mut buffers = self.buffers.lock();
+        // About the size: steady parts are all alike; a bigger buffer for a
+        // small block would hold memory the policy did not count.
+        let fits = |capacity: u64| capacity >= len && capacity <= len + len / 8;
+        let found = (0..buffers.len()).find(|&i| fits(buffers[i].0.capacity() as u64));
+        let taken = found.map(|i| buffers.swap_remove(i));
+        let needed = taken.as_ref().map_or(len, |_| 0);
+        while allocated() + needed > limit && buffers.pop().is_some() {}
+        match taken {
+            Some(taken) if allocated() <= limit => Some(taken),
+            // Only possible when the buffer is larger than the block: the
+            // caller allocates one of the right size instead.
+            _ => None,
+        }
     }
 }
 
 /// The bytes of a completed block, charged until dropped; then its buffer
-/// goes to the [`Spare`] slot when that is free.
+/// goes to the [`Spares`].
 pub(crate) struct BlockData {
     bytes: Vec<u8>,
     charge: Option<Charge>,
-    spare: Arc<Spare>,
+    spares: Arc<Spares>,
 }
 
 impl BlockData {
-    pub(crate) fn new(bytes: Vec<u8>, charge: Charge, spare: Arc<Spare>) -> BlockData {
+    pub(crate) fn new(bytes: Vec<u8>, charge: Charge, spares: Arc<Spares>) -> BlockData {
         BlockData {
             bytes,
             charge: Some(charge),
-            spare,
+            spares,
         }
     }
 
@@ -111,7 +139,7 @@ impl BlockData {
 impl Drop for BlockData {
     fn drop(&mut self) {
         if let Some(charge) = self.charge.take() {
-            self.spare.put(std::mem::take(&mut self.bytes), charge);
+            self.spares.put(std::mem::take(&mut self.bytes), charge);
         }
     }
 }

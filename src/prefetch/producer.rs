@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use rayon::ThreadPool;
 
-use super::block::{Block, BlockData, Charge, Spare};
+use super::block::{Block, BlockData, Charge, Spares};
 use super::policy::{Policy, ReaderState, Request};
 use crate::error::{Error, Result};
 use crate::source::{FetchContext, RangeSource};
@@ -70,7 +70,7 @@ pub(crate) struct Producer<S> {
     pub(crate) events: Receiver<Event>,
     pub(crate) blocks: Sender<Block>,
     pub(crate) frontier: Arc<Mutex<Frontier>>,
-    pub(crate) spare: Arc<Spare>,
+    pub(crate) spares: Arc<Spares>,
     pub(crate) policy: Policy,
 }
 
@@ -196,9 +196,9 @@ impl<S: RangeSource> Scheduler<S> {
         }
         let (number, cancel) = (epoch.number, epoch.cancel.clone());
         loop {
-            // The spare buffer is reused or freed by the next request.
+            // Spare buffers are reused, or freed when room is needed.
             let allocated = self.shared.counters.allocated.load(Relaxed);
-            let allocated = allocated.saturating_sub(self.shared.spare.charged());
+            let allocated = allocated.saturating_sub(self.shared.spares.charged());
             let Some(request) = self.shared.policy.next_request(self.in_flight, allocated) else {
                 break;
             };
@@ -217,7 +217,7 @@ impl<S: RangeSource> Scheduler<S> {
         self.next_ticket += 1;
         let (result_tx, result_rx) = crossbeam_channel::bounded(1);
         let (buffer, charge) = self.buffer_for(request.len);
-        let spare = self.shared.spare.clone();
+        let spares = self.shared.spares.clone();
         let source = self.shared.source.clone();
         let events = self.shared.events_tx.clone();
         let (cancel, counters) = (cancel.clone(), self.shared.counters.clone());
@@ -226,7 +226,7 @@ impl<S: RangeSource> Scheduler<S> {
             // says nothing about the link.
             let ctx = FetchContext::attached(cancel, counters);
             let result = panic::catch_unwind(AssertUnwindSafe(|| {
-                fetch(&*source, request, buffer, charge, spare, &ctx)
+                fetch(&*source, request, buffer, charge, spares, &ctx)
             }))
             .unwrap_or_else(|_| {
                 Err(Error::Terminated(format!(
@@ -257,26 +257,19 @@ impl<S: RangeSource> Scheduler<S> {
         }
     }
 
-    /// A buffer (if the spare one fits) and its charge for a block of `len`
-    /// bytes. A spare that does not fit is freed: the policy counted on it.
+    /// A buffer (a spare one, when one fits) and its charge for a block of
+    /// `len` bytes, within the memory limit.
     fn buffer_for(&self, len: u64) -> (Option<Vec<u8>>, Charge) {
         let counters = &self.shared.counters;
-        if let Some((buffer, charge)) = self.shared.spare.take() {
-            let capacity = buffer.capacity() as u64;
-            let others = counters
-                .allocated
-                .load(Relaxed)
-                .saturating_sub(charge.bytes());
-            // Not a big buffer for a small block, nor one past the limit.
-            if capacity >= len
-                && capacity <= len.saturating_mul(2)
-                && others + capacity <= self.shared.policy.memory_limit()
-            {
-                return (Some(buffer), charge);
+        let allocated = || counters.allocated.load(Relaxed);
+        let limit = self.shared.policy.memory_limit();
+        match self.shared.spares.take(len, &allocated, limit) {
+            Some((buffer, charge)) => (Some(buffer), charge),
+            None => {
+                let events = Some(self.shared.events_tx.clone());
+                (None, Charge::new(len, counters.clone(), events))
             }
         }
-        let events = Some(self.shared.events_tx.clone());
-        (None, Charge::new(len, counters.clone(), events))
     }
 
     /// Moves blocks from the outbox into the channel while it has room;
@@ -303,7 +296,7 @@ fn fetch<S: RangeSource>(
     request: Request,
     buffer: Option<Vec<u8>>,
     charge: Charge,
-    spare: Arc<Spare>,
+    spares: Arc<Spares>,
     ctx: &FetchContext,
 ) -> Result<BlockData> {
     ctx.check_cancelled()?;
@@ -318,5 +311,5 @@ fn fetch<S: RangeSource>(
     bytes.truncate(len);
     bytes.resize(len, 0);
     source.read_at(request.offset, &mut bytes, ctx)?;
-    Ok(BlockData::new(bytes, charge, spare))
+    Ok(BlockData::new(bytes, charge, spares))
 }
