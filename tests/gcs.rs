@@ -11,14 +11,14 @@
 
 mod common;
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::env::{env_lock, EnvVars};
 use common::process::{free_port, program_or_skip, ServerProcess};
-use common::{quick_retries, random_bytes, watchdog};
+use common::{check_random_seeks, quick_retries, random_bytes, read_in_chunks, watchdog, zip_of};
 use prefetch_reader::{Error, GcsSource, PrefetchReader, RangeSource, RetryPolicy};
 
 /// Generous: the emulator serves one request at a time, in Python.
@@ -188,26 +188,10 @@ fn emulator_serves_a_20_mib_object_byte_exact_sequentially_and_at_random() {
             .concurrency(3)
             .build(source)
             .expect("reader");
-        let mut out = Vec::with_capacity(data.len());
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
+        let out = read_in_chunks(&mut reader, 1 << 20);
         assert!(out == data, "the bytes read differ from the object");
 
-        let mut rng = fastrand::Rng::with_seed(2);
-        for _ in 0..50 {
-            let len = rng.usize(1..=1000);
-            let offset = rng.usize(0..=data.len() - len);
-            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf).expect("read");
-            assert!(buf == data[offset..offset + len], "bytes at {offset}+{len}");
-        }
+        check_random_seeks(&mut reader, &data, 2, 50, 1000);
         reader.close().expect("close");
     });
 }
@@ -218,19 +202,10 @@ fn emulator_zip_member_reads_through_the_reader() {
         return;
     };
     watchdog(WATCHDOG_SECS, move || {
-        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
         let members: Vec<(String, Vec<u8>)> = (0..4)
             .map(|i| (format!("part-{i}.bin"), random_bytes(300_000, 10 + i)))
             .collect();
-        for (name, bytes) in &members {
-            archive
-                .start_file(name.as_str(), options)
-                .expect("start member");
-            archive.write_all(bytes).expect("write member");
-        }
-        let zipped = archive.finish().expect("finish").into_inner();
+        let zipped = zip_of(&members);
         let emulator = Emulator::start(&binary);
         emulator.upload("archives/data.zip", &zipped);
         let source = emulator.source("archives/data.zip").expect("open");

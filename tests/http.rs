@@ -11,7 +11,9 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
 
 use common::process::free_port;
-use common::{crate_error, quick_retries, random_bytes, watchdog};
+use common::{
+    check_random_seeks, crate_error, quick_retries, random_bytes, read_in_chunks, watchdog, zip_of,
+};
 use prefetch_reader::testing::{Fault, RequestRecord, TestServer};
 use prefetch_reader::{Error, FetchContext, HttpSource, PrefetchReader, RangeSource, RetryPolicy};
 
@@ -60,15 +62,7 @@ fn twenty_mib_at_concurrency_seven_with_one_mib_reads_is_byte_exact() {
             .concurrency(7)
             .build(source)
             .expect("reader");
-        let mut out = Vec::with_capacity(data.len());
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
+        let out = read_in_chunks(&mut reader, 1 << 20);
         assert!(out == data, "the bytes read differ from the object");
         let stats = reader.stats();
         assert_eq!(stats.retries, 0);
@@ -86,15 +80,7 @@ fn fifty_random_seeks_with_small_reads_are_byte_exact() {
         let data = random_bytes(3 << 20, 2);
         let server = server_with("/seek.bin", &data);
         let mut reader = PrefetchReader::new(open_quick(&server, "/seek.bin")).expect("reader");
-        let mut rng = fastrand::Rng::with_seed(3);
-        for _ in 0..50 {
-            let len = rng.usize(1..=1000);
-            let offset = rng.usize(0..=data.len() - len);
-            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf).expect("read");
-            assert!(buf == data[offset..offset + len], "bytes at {offset}+{len}");
-        }
+        check_random_seeks(&mut reader, &data, 3, 50, 1000);
         assert_eq!(reader.stats().retries, 0);
     });
 }
@@ -853,18 +839,10 @@ fn secrets_in_a_url_never_reach_a_message() {
 #[test]
 fn zip_reads_a_member_from_the_middle_of_a_remote_archive() {
     watchdog(WATCHDOG_SECS, || {
-        use std::io::Write;
-        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
         let members: Vec<(String, Vec<u8>)> = (0..5)
             .map(|i| (format!("m{i}.bin"), random_bytes(400_000, 100 + i)))
             .collect();
-        for (name, bytes) in &members {
-            archive.start_file(name.as_str(), options).expect("start");
-            archive.write_all(bytes).expect("write");
-        }
-        let zipped = archive.finish().expect("finish").into_inner();
+        let zipped = zip_of(&members);
         let server = server_with("/a.zip", &zipped);
         let reader = prefetch_reader::open(&server.url("/a.zip")).expect("open");
         let mut zip = zip::ZipArchive::new(reader).expect("zip");

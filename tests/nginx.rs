@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::process::{free_port, program_or_skip, ServerProcess};
-use common::{random_bytes, watchdog};
+use common::{check_random_seeks, random_bytes, watchdog, zip_of};
 use prefetch_reader::{Error, HttpSource, PrefetchReader, RangeSource};
 
 /// Generous: each test takes well under a second once nginx is up.
@@ -135,15 +135,7 @@ fn nginx_serves_whole_reads_and_random_seeks_byte_exact() {
         let mut out = Vec::new();
         reader.read_to_end(&mut out).expect("read");
         assert!(out == data, "the bytes read differ from the file");
-        let mut rng = fastrand::Rng::with_seed(2);
-        for _ in 0..30 {
-            let len = rng.usize(1..=5000);
-            let offset = rng.usize(0..=data.len() - len);
-            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf).expect("read");
-            assert!(buf == data[offset..offset + len], "bytes at {offset}+{len}");
-        }
+        check_random_seeks(&mut reader, &data, 2, 30, 5000);
         assert_eq!(reader.stats().retries, 0);
         // Every GET was a range request answered with 206.
         let log = nginx.access_log();
@@ -159,19 +151,10 @@ fn nginx_zip_member_reads_through_the_reader() {
         return;
     };
     watchdog(WATCHDOG_SECS, move || {
-        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
         let members: Vec<(String, Vec<u8>)> = (0..4)
             .map(|i| (format!("part-{i}.bin"), random_bytes(300_000, 10 + i)))
             .collect();
-        for (name, bytes) in &members {
-            archive
-                .start_file(name.as_str(), options)
-                .expect("start member");
-            archive.write_all(bytes).expect("write member");
-        }
-        let zipped = archive.finish().expect("finish").into_inner();
+        let zipped = zip_of(&members);
         let nginx = Nginx::start(&binary, &[("archive.zip", &zipped)]);
         let reader = prefetch_reader::open(&nginx.url("archive.zip")).expect("open");
         let mut zip = zip::ZipArchive::new(reader).expect("read the central directory");

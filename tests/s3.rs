@@ -21,7 +21,10 @@ use std::time::Duration;
 
 use common::env::{env_lock, EnvVars};
 use common::process::{free_port, program_or_skip, ServerProcess};
-use common::{crate_error, quick_retries, random_bytes, small_blocks, watchdog, KIB, MIB};
+use common::{
+    check_random_seeks, crate_error, quick_retries, random_bytes, small_blocks, watchdog, zip_of,
+    KIB, MIB,
+};
 use prefetch_reader::testing::{Fault, TestServer};
 use prefetch_reader::{Error, PrefetchReader, RangeSource, S3Source, S3SourceBuilder};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -190,15 +193,7 @@ fn a_20_mib_object_reads_exactly_in_sequence_and_after_random_seeks() {
         }
         assert_eq!(reader.read(&mut chunk).expect("read at the end"), 0);
 
-        let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..50 {
-            let len = rng.usize(1..=1000);
-            let offset = rng.usize(0..=data.len() - len);
-            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf).expect("read after a seek");
-            assert!(buf == data[offset..offset + len], "{len} bytes at {offset}");
-        }
+        check_random_seeks(&mut reader, &data, 7, 50, 1000);
     });
 }
 
@@ -206,19 +201,9 @@ fn a_20_mib_object_reads_exactly_in_sequence_and_after_random_seeks() {
 fn a_zip_member_is_read_from_an_s3_object() {
     with_moto(|moto| {
         let member = random_bytes(300_000, 2);
-        let mut zip_bytes = std::io::Cursor::new(Vec::new());
-        {
-            let mut zip = zip::ZipWriter::new(&mut zip_bytes);
-            let options = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated);
-            zip.start_file("first.txt", options).expect("zip");
-            std::io::Write::write_all(&mut zip, b"hello").expect("zip");
-            zip.start_file("dir/member.bin", options).expect("zip");
-            std::io::Write::write_all(&mut zip, &member).expect("zip");
-            zip.finish().expect("zip");
-        }
+        let zipped = zip_of(&[("first.txt", &b"hello"[..]), ("dir/member.bin", &member)]);
         moto.create_bucket("zips");
-        moto.put("zips", "archive.zip", zip_bytes.get_ref());
+        moto.put("zips", "archive.zip", &zipped);
         let source = moto.builder().open("s3://zips/archive.zip").expect("open");
         let reader = PrefetchReader::new(source).expect("reader");
         let mut archive = zip::ZipArchive::new(reader).expect("read the zip directory");

@@ -9,6 +9,7 @@
 pub mod env;
 pub mod process;
 
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -46,6 +47,54 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut data = vec![0; len];
     rng.fill(&mut data);
     data
+}
+
+/// Reads `reader` to its end with reads of `chunk` bytes.
+pub fn read_in_chunks(reader: &mut impl Read, chunk: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = vec![0; chunk];
+    loop {
+        let n = reader.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    out
+}
+
+/// Seeks `reader` to `count` offsets drawn with `seed` and checks that
+/// each read there, of 1 to `max_len` bytes, matches `data`.
+pub fn check_random_seeks(
+    reader: &mut (impl Read + Seek),
+    data: &[u8],
+    seed: u64,
+    count: usize,
+    max_len: usize,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for _ in 0..count {
+        let len = rng.usize(1..=max_len);
+        let offset = rng.usize(0..=data.len() - len);
+        reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
+        let mut buf = vec![0; len];
+        reader.read_exact(&mut buf).expect("read after a seek");
+        assert!(buf == data[offset..offset + len], "{len} bytes at {offset}");
+    }
+}
+
+/// A zip archive of `members` (name, bytes), deflated.
+pub fn zip_of<N: AsRef<str>, B: AsRef<[u8]>>(members: &[(N, B)]) -> Vec<u8> {
+    let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in members {
+        archive
+            .start_file(name.as_ref(), options)
+            .expect("start member");
+        archive.write_all(bytes.as_ref()).expect("write member");
+    }
+    archive.finish().expect("finish").into_inner()
 }
 
 /// Retries quick enough for tests: 4 attempts, backoffs of at most 50 ms.
