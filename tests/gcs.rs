@@ -9,96 +9,23 @@
 //! emulator tests print that they were skipped and pass — except under
 //! `CI=true`, where a missing emulator fails them.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Mutex, MutexGuard};
-use std::thread;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::env::{env_lock, EnvVars};
+use common::process::{free_port, program_or_skip, ServerProcess};
+use common::{check_random_seeks, quick_retries, random_bytes, read_in_chunks, watchdog, zip_of};
 use prefetch_reader::{Error, GcsSource, PrefetchReader, RangeSource, RetryPolicy};
 
 /// Generous: the emulator serves one request at a time, in Python.
-const WATCHDOG: Duration = Duration::from_secs(300);
+const WATCHDOG_SECS: u64 = 300;
 
 /// How long the emulator may take to start listening.
 const STARTUP: Duration = Duration::from_secs(30);
-
-/// `STORAGE_EMULATOR_HOST` and `GOOGLE_OAUTH_ACCESS_TOKEN` are process-wide
-/// and tests run in parallel: a test that sets them holds this.
-static ENV_LOCK: Mutex<()> = Mutex::new(());
-
-fn env_lock() -> MutexGuard<'static, ()> {
-    ENV_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// Sets environment variables for its lifetime, restoring them on drop
-/// (also when the test fails). Hold [`env_lock`] while it lives.
-struct EnvVars {
-    saved: Vec<(&'static str, Option<String>)>,
-}
-
-impl EnvVars {
-    fn set(vars: &[(&'static str, Option<&str>)]) -> EnvVars {
-        let saved = vars
-            .iter()
-            .map(|(name, _)| (*name, std::env::var(name).ok()))
-            .collect();
-        for (name, value) in vars {
-            match value {
-                Some(value) => std::env::set_var(name, value),
-                None => std::env::remove_var(name),
-            }
-        }
-        EnvVars { saved }
-    }
-}
-
-impl Drop for EnvVars {
-    fn drop(&mut self) {
-        for (name, value) in &self.saved {
-            match value {
-                Some(value) => std::env::set_var(name, value),
-                None => std::env::remove_var(name),
-            }
-        }
-    }
-}
-
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        let _ = tx.send(body());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(value) => value,
-        Err(RecvTimeoutError::Timeout) => panic!("the test hung for {WATCHDOG:?}"),
-        Err(RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the body ended without sending its result"),
-        },
-    }
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut data = vec![0; len];
-    rng.fill(&mut data);
-    data
-}
-
-/// Retries quick enough for tests.
-fn quick_retries() -> RetryPolicy {
-    let mut policy = RetryPolicy::default();
-    policy.max_attempts = 4;
-    policy.initial_backoff = Duration::from_millis(10);
-    policy.max_backoff = Duration::from_millis(50);
-    policy
-}
 
 /// Percent-encodes everything outside the unreserved set (for the
 /// emulator's upload `name=` parameter; written apart from the crate's).
@@ -120,40 +47,15 @@ const AWKWARD_NAME: &str = "dir/sub dir/a+b%20c?d=1&e#f é☃.bin";
 
 // --- the emulator ----------------------------------------------------------
 
-/// `gcp-storage-emulator` from `PATH`.
-fn find_emulator() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("gcp-storage-emulator"))
-        .find(|candidate| candidate.is_file())
-}
-
 /// The emulator, or `None` (after saying so) where it is missing outside CI.
 fn emulator_or_skip(test: &str) -> Option<PathBuf> {
-    match find_emulator() {
-        Some(binary) => Some(binary),
-        None if std::env::var("CI").is_ok_and(|ci| ci == "true") => {
-            panic!("gcp-storage-emulator is not on PATH, and CI=true requires it")
-        }
-        None => {
-            eprintln!("skipped {test}: gcp-storage-emulator is not on PATH");
-            None
-        }
-    }
-}
-
-/// A free loopback port (free when returned; the emulator binds it just
-/// after).
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
+    program_or_skip("gcp-storage-emulator", &[], test)
 }
 
 /// A running `gcp-storage-emulator` (in memory) with one bucket; killed on
 /// drop.
 struct Emulator {
-    child: Child,
-    port: u16,
+    server: ServerProcess,
     agent: ureq::Agent,
 }
 
@@ -162,34 +64,27 @@ const BUCKET: &str = "test-bucket";
 impl Emulator {
     fn start(binary: &PathBuf) -> Emulator {
         let port = free_port();
-        let child = Command::new(binary)
-            .args(["start", "--host", "127.0.0.1", "--port"])
-            .arg(port.to_string())
-            .args(["--in-memory", "--quiet"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start gcp-storage-emulator");
-        let mut emulator = Emulator {
-            child,
+        let mut server = ServerProcess::spawn(
+            "gcp-storage-emulator",
             port,
+            Command::new(binary)
+                .args(["start", "--host", "127.0.0.1", "--port"])
+                .arg(port.to_string())
+                .args(["--in-memory", "--quiet"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        if let Err(status) = server.wait_until_ready(STARTUP, Duration::from_millis(50), || true) {
+            panic!("gcp-storage-emulator exited before listening: {status}");
+        }
+        let emulator = Emulator {
+            server,
             agent: ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_secs(120)))
                 .build()
                 .new_agent(),
         };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = emulator.child.try_wait() {
-                panic!("gcp-storage-emulator exited before listening: {status}");
-            }
-            assert!(
-                started.elapsed() < STARTUP,
-                "gcp-storage-emulator did not listen on port {port} within {STARTUP:?}"
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
         emulator
             .agent
             .post(format!("{}/storage/v1/b", emulator.endpoint()))
@@ -200,7 +95,7 @@ impl Emulator {
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
     /// Uploads `data` as `name` through the JSON API's media upload.
@@ -227,13 +122,6 @@ impl Emulator {
             .read_timeout(Duration::from_secs(60))
             .retry_policy(retries)
             .open(&format!("gs://{BUCKET}/{name}"))
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -282,7 +170,7 @@ fn emulator_serves_a_20_mib_object_byte_exact_sequentially_and_at_random() {
     else {
         return;
     };
-    watchdog(move || {
+    watchdog(WATCHDOG_SECS, move || {
         let data = random_bytes(20 << 20, 1);
         let emulator = Emulator::start(&binary);
         emulator.upload("big.bin", &data);
@@ -300,26 +188,10 @@ fn emulator_serves_a_20_mib_object_byte_exact_sequentially_and_at_random() {
             .concurrency(3)
             .build(source)
             .expect("reader");
-        let mut out = Vec::with_capacity(data.len());
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
+        let out = read_in_chunks(&mut reader, 1 << 20);
         assert!(out == data, "the bytes read differ from the object");
 
-        let mut rng = fastrand::Rng::with_seed(2);
-        for _ in 0..50 {
-            let len = rng.usize(1..=1000);
-            let offset = rng.usize(0..=data.len() - len);
-            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf).expect("read");
-            assert!(buf == data[offset..offset + len], "bytes at {offset}+{len}");
-        }
+        check_random_seeks(&mut reader, &data, 2, 50, 1000);
         reader.close().expect("close");
     });
 }
@@ -329,20 +201,11 @@ fn emulator_zip_member_reads_through_the_reader() {
     let Some(binary) = emulator_or_skip("emulator_zip_member_reads_through_the_reader") else {
         return;
     };
-    watchdog(move || {
-        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+    watchdog(WATCHDOG_SECS, move || {
         let members: Vec<(String, Vec<u8>)> = (0..4)
             .map(|i| (format!("part-{i}.bin"), random_bytes(300_000, 10 + i)))
             .collect();
-        for (name, bytes) in &members {
-            archive
-                .start_file(name.as_str(), options)
-                .expect("start member");
-            archive.write_all(bytes).expect("write member");
-        }
-        let zipped = archive.finish().expect("finish").into_inner();
+        let zipped = zip_of(&members);
         let emulator = Emulator::start(&binary);
         emulator.upload("archives/data.zip", &zipped);
         let source = emulator.source("archives/data.zip").expect("open");
@@ -364,7 +227,7 @@ fn emulator_missing_object_is_not_found_naming_it() {
     let Some(binary) = emulator_or_skip("emulator_missing_object_is_not_found_naming_it") else {
         return;
     };
-    watchdog(move || {
+    watchdog(WATCHDOG_SECS, move || {
         let emulator = Emulator::start(&binary);
         emulator.upload("present.bin", b"here");
         let err = emulator.source("missing.bin").expect_err("missing");
@@ -388,7 +251,7 @@ fn emulator_serves_an_object_with_an_awkward_name() {
     let Some(binary) = emulator_or_skip("emulator_serves_an_object_with_an_awkward_name") else {
         return;
     };
-    watchdog(move || {
+    watchdog(WATCHDOG_SECS, move || {
         let data = random_bytes(300_000, 3);
         let emulator = Emulator::start(&binary);
         emulator.upload(AWKWARD_NAME, &data);
@@ -415,11 +278,11 @@ fn emulator_is_found_through_storage_emulator_host_without_a_scheme() {
     else {
         return;
     };
-    watchdog(move || {
+    watchdog(WATCHDOG_SECS, move || {
         let emulator = Emulator::start(&binary);
         emulator.upload("env.bin", b"found through the environment");
         let _lock = env_lock();
-        let host = format!("127.0.0.1:{}", emulator.port);
+        let host = format!("127.0.0.1:{}", emulator.server.port());
         let _env = EnvVars::set(&[("STORAGE_EMULATOR_HOST", Some(&host))]);
         let mut reader =
             prefetch_reader::open(&format!("gs://{BUCKET}/env.bin")).expect("open through gs://");
@@ -433,6 +296,7 @@ fn emulator_is_found_through_storage_emulator_host_without_a_scheme() {
 
 #[cfg(feature = "testing")]
 mod json_api {
+    use super::common::small_blocks;
     use super::*;
     use prefetch_reader::testing::{Fault, RequestRecord, TestServer};
     use prefetch_reader::FetchContext;
@@ -460,22 +324,9 @@ mod json_api {
         request.path.starts_with("/storage/v1/")
     }
 
-    /// Small blocks, so a 1 MiB object takes many requests.
-    fn small_blocks() -> prefetch_reader::ReaderBuilder {
-        let mut builder = PrefetchReader::builder();
-        builder
-            .concurrency(4)
-            .first_request_size(1 << 10)
-            .min_part_size(4 << 10)
-            .max_part_size(16 << 10)
-            .window_behind(8 << 10)
-            .max_prefetch(128 << 10);
-        builder
-    }
-
     #[test]
     fn reads_ask_for_the_generation_opened_with_the_name_encoded_whole() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let data = random_bytes(1 << 20, 4);
             let server = server_with(AWKWARD_NAME, &data);
             let generation = server.gcs_generation(BUCKET, AWKWARD_NAME).expect("stored");
@@ -511,7 +362,7 @@ mod json_api {
 
     #[test]
     fn an_object_replaced_mid_read_is_object_changed_and_never_mixed() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let old = random_bytes(1 << 20, 5);
             let server = server_with("data.bin", &old);
             let first = server.gcs_generation(BUCKET, "data.bin").expect("stored");
@@ -553,7 +404,7 @@ mod json_api {
 
     #[test]
     fn a_response_naming_another_generation_is_object_changed() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let data = random_bytes(100_000, 7);
             let server = server_with("data.bin", &data);
             let source = open(&server, "data.bin").expect("open");
@@ -577,7 +428,7 @@ mod json_api {
 
     #[test]
     fn requests_carry_the_bearer_token_and_messages_never_show_it() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let token = "ya29.secret-token-123";
             let data = random_bytes(200_000, 8);
             let server = TestServer::builder()
@@ -631,7 +482,7 @@ mod json_api {
 
     #[test]
     fn a_missing_object_is_not_found_with_the_gcs_message() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let server = server_with("present.bin", b"here");
             let err = open(&server, "absent.bin").expect_err("missing");
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
@@ -647,7 +498,7 @@ mod json_api {
 
     #[test]
     fn overload_and_server_errors_are_retried_at_open_and_on_reads() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let data = random_bytes(100_000, 9);
             let server = server_with("data.bin", &data);
             server.push_fault(Fault::Status(503));
@@ -673,7 +524,7 @@ mod json_api {
 
     #[test]
     fn a_deleted_object_is_object_changed_after_open() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let server = server_with("data.bin", &random_bytes(10_000, 10));
             let source = open(&server, "data.bin").expect("open");
             assert!(server.remove_gcs_object(BUCKET, "data.bin"));
@@ -687,7 +538,7 @@ mod json_api {
 
     #[test]
     fn the_environment_names_the_emulator_and_the_token() {
-        watchdog(|| {
+        watchdog(WATCHDOG_SECS, || {
             let data = b"through the environment".to_vec();
             let server = server_with("env.bin", &data);
             let location = format!("gs://{BUCKET}/env.bin");

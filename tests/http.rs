@@ -5,50 +5,20 @@
 
 #![cfg(feature = "testing")]
 
+mod common;
+
 use std::io::{self, Read, Seek, SeekFrom};
-use std::net::TcpListener;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
 use std::time::{Duration, Instant};
 
+use common::process::free_port;
+use common::{
+    check_random_seeks, crate_error, quick_retries, random_bytes, read_in_chunks, watchdog, zip_of,
+};
 use prefetch_reader::testing::{Fault, RequestRecord, TestServer};
 use prefetch_reader::{Error, FetchContext, HttpSource, PrefetchReader, RangeSource, RetryPolicy};
 
 /// Generous: the slowest test here takes a few seconds.
-const WATCHDOG: Duration = Duration::from_secs(120);
-
-/// Runs `body` on its own thread and fails the test if it does not finish
-/// within [`WATCHDOG`] (a hang) or panics (re-raised here).
-fn watchdog<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = thread::spawn(move || {
-        let _ = tx.send(body());
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(value) => value,
-        Err(RecvTimeoutError::Timeout) => panic!("the test hung for {WATCHDOG:?}"),
-        Err(RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the body ended without sending its result"),
-        },
-    }
-}
-
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut data = vec![0; len];
-    rng.fill(&mut data);
-    data
-}
-
-/// Retries quick enough for tests: 4 attempts, backoffs of at most 50 ms.
-fn quick_retries() -> RetryPolicy {
-    let mut policy = RetryPolicy::default();
-    policy.max_attempts = 4;
-    policy.initial_backoff = Duration::from_millis(10);
-    policy.max_backoff = Duration::from_millis(50);
-    policy
-}
+const WATCHDOG_SECS: u64 = 120;
 
 fn server_with(path: &str, data: &[u8]) -> TestServer {
     TestServer::builder()
@@ -79,16 +49,11 @@ fn gets(server: &TestServer) -> Vec<RequestRecord> {
         .collect()
 }
 
-/// The crate error inside an `io::Error` from the reader.
-fn crate_error(err: io::Error) -> Error {
-    Error::from_io(err)
-}
-
 // --- integrity --------------------------------------------------------------
 
 #[test]
 fn twenty_mib_at_concurrency_seven_with_one_mib_reads_is_byte_exact() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(20 << 20, 1);
         let server = server_with("/big.bin", &data);
         let source = open_quick(&server, "/big.bin");
@@ -97,15 +62,7 @@ fn twenty_mib_at_concurrency_seven_with_one_mib_reads_is_byte_exact() {
             .concurrency(7)
             .build(source)
             .expect("reader");
-        let mut out = Vec::with_capacity(data.len());
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            let n = reader.read(&mut buf).expect("read");
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
+        let out = read_in_chunks(&mut reader, 1 << 20);
         assert!(out == data, "the bytes read differ from the object");
         let stats = reader.stats();
         assert_eq!(stats.retries, 0);
@@ -119,26 +76,18 @@ fn twenty_mib_at_concurrency_seven_with_one_mib_reads_is_byte_exact() {
 
 #[test]
 fn fifty_random_seeks_with_small_reads_are_byte_exact() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(3 << 20, 2);
         let server = server_with("/seek.bin", &data);
         let mut reader = PrefetchReader::new(open_quick(&server, "/seek.bin")).expect("reader");
-        let mut rng = fastrand::Rng::with_seed(3);
-        for _ in 0..50 {
-            let len = rng.usize(1..=1000);
-            let offset = rng.usize(0..=data.len() - len);
-            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf).expect("read");
-            assert!(buf == data[offset..offset + len], "bytes at {offset}+{len}");
-        }
+        check_random_seeks(&mut reader, &data, 3, 50, 1000);
         assert_eq!(reader.stats().retries, 0);
     });
 }
 
 #[test]
 fn an_empty_object_reads_as_empty_without_a_get() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/empty", &[]);
         let mut reader = prefetch_reader::open(&server.url("/empty")).expect("open");
         assert_eq!(reader.len(), 0);
@@ -150,7 +99,7 @@ fn an_empty_object_reads_as_empty_without_a_get() {
 
 #[test]
 fn an_empty_object_opens_through_the_ranged_get_when_head_is_refused() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/empty", &[]);
         server.push_fault(Fault::HeadRefused(405));
         let source = open_quick(&server, "/empty");
@@ -168,7 +117,7 @@ fn an_empty_object_opens_through_the_ranged_get_when_head_is_refused() {
 
 #[test]
 fn a_one_byte_object_reads_its_byte() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/one", &[42]);
         let mut reader = prefetch_reader::open(&server.url("/one")).expect("open");
         let mut out = Vec::new();
@@ -182,7 +131,7 @@ fn a_one_byte_object_reads_its_byte() {
 
 #[test]
 fn a_one_byte_object_opens_through_the_ranged_get_when_head_is_refused() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/one", &[7]);
         server.push_fault(Fault::HeadRefused(501));
         let source = open_quick(&server, "/one");
@@ -194,7 +143,7 @@ fn a_one_byte_object_opens_through_the_ranged_get_when_head_is_refused() {
 
 #[test]
 fn an_http10_server_that_closes_every_connection_works() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(3 << 20, 4);
         let server = TestServer::builder()
             .http10(true)
@@ -214,7 +163,7 @@ fn an_http10_server_that_closes_every_connection_works() {
 
 #[test]
 fn head_refused_with_403_falls_back_to_a_get_of_the_first_byte() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         // A presigned GET URL: its signature does not cover HEAD.
         let data = random_bytes(200_000, 5);
         let server = server_with("/signed.bin", &data);
@@ -244,7 +193,7 @@ fn head_refused_with_403_falls_back_to_a_get_of_the_first_byte() {
 
 #[test]
 fn a_403_that_is_not_about_head_is_permission_denied() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/private.bin", &[1; 100]);
         server.set_persistent_fault(Some(Fault::Status(403)));
         server.push_fault(Fault::HeadRefused(403));
@@ -263,7 +212,7 @@ fn a_403_that_is_not_about_head_is_permission_denied() {
 
 #[test]
 fn every_ranged_get_is_pinned_with_if_match_and_asks_for_identity() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(2 << 20, 6);
         let server = server_with("/pinned.bin", &data);
         let source = HttpSource::builder()
@@ -288,7 +237,7 @@ fn every_ranged_get_is_pinned_with_if_match_and_asks_for_identity() {
 
 #[test]
 fn a_weak_etag_is_never_sent_in_if_match() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(300_000, 7);
         let server = server_with("/weak.bin", &data);
         server.set_persistent_fault(Some(Fault::WeakEtag));
@@ -309,7 +258,7 @@ fn a_weak_etag_is_never_sent_in_if_match() {
 
 #[test]
 fn an_object_without_validators_is_read_unpinned() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(300_000, 8);
         let server = server_with("/plain.bin", &data);
         server.set_persistent_fault(Some(Fault::NoValidators));
@@ -327,7 +276,7 @@ fn an_object_without_validators_is_read_unpinned() {
 
 #[test]
 fn a_bearer_token_is_sent_and_never_shown() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/auth.bin", &[1; 1000]);
         let mut builder = HttpSource::builder();
         builder
@@ -373,7 +322,7 @@ fn read_across_a_replacement(replacement: Vec<u8>, fault: Option<Fault>) -> (Err
 
 #[test]
 fn a_replaced_object_of_the_same_length_gives_object_changed() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let (err, server) = read_across_a_replacement(random_bytes(8 << 20, 10), None);
         assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
         assert!(err.to_string().contains("412"), "{err}");
@@ -383,7 +332,7 @@ fn a_replaced_object_of_the_same_length_gives_object_changed() {
 
 #[test]
 fn a_replaced_object_of_another_length_gives_object_changed() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let (err, _server) = read_across_a_replacement(random_bytes(9 << 20, 11), None);
         assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
     });
@@ -391,7 +340,7 @@ fn a_replaced_object_of_another_length_gives_object_changed() {
 
 #[test]
 fn an_unpinned_object_that_changes_length_gives_object_changed() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let (err, server) =
             read_across_a_replacement(random_bytes(9 << 20, 12), Some(Fault::NoValidators));
         assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
@@ -426,7 +375,7 @@ fn read_through_fault(fault: Fault, source: impl FnOnce(&TestServer) -> HttpSour
 
 #[test]
 fn status_500_503_and_408_are_retried_and_the_read_is_byte_exact() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         for status in [500, 503, 408, 502] {
             let retries = read_through_fault(Fault::Status(status), |s| open_quick(s, "/t.bin"));
             assert_eq!(retries, 1, "status {status}");
@@ -436,7 +385,7 @@ fn status_500_503_and_408_are_retried_and_the_read_is_byte_exact() {
 
 #[test]
 fn a_429_is_retried_after_its_retry_after() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let started = Instant::now();
         let retries = read_through_fault(
             Fault::TooManyRequests {
@@ -452,7 +401,7 @@ fn a_429_is_retried_after_its_retry_after() {
 
 #[test]
 fn a_reset_mid_body_is_retried_and_the_read_is_byte_exact() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let retries = read_through_fault(Fault::ResetMidBody { after: 1000 }, |s| {
             open_quick(s, "/t.bin")
         });
@@ -462,7 +411,7 @@ fn a_reset_mid_body_is_retried_and_the_read_is_byte_exact() {
 
 #[test]
 fn a_short_body_is_retried_and_the_read_is_byte_exact() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let retries = read_through_fault(Fault::ShortBody { after: 5000 }, |s| {
             open_quick(s, "/t.bin")
         });
@@ -472,7 +421,7 @@ fn a_short_body_is_retried_and_the_read_is_byte_exact() {
 
 #[test]
 fn a_stalled_body_times_out_and_is_retried() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let retries = read_through_fault(Fault::Stall(Duration::from_secs(5)), |s| {
             HttpSource::builder()
                 .read_timeout(Duration::from_millis(300))
@@ -501,7 +450,7 @@ fn ranges_through_fault(fault: Fault) -> Vec<String> {
 
 #[test]
 fn a_broken_body_resumes_at_its_first_missing_byte() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         assert_eq!(
             ranges_through_fault(Fault::ShortBody { after: 5000 }),
             ["bytes=1000-66535", "bytes=6000-66535"]
@@ -515,7 +464,7 @@ fn a_broken_body_resumes_at_its_first_missing_byte() {
 
 #[test]
 fn a_resumed_body_stays_pinned() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/p.bin", &random_bytes(200_000, 15));
         let source = open_quick(&server, "/p.bin");
         server.push_fault(Fault::ShortBody { after: 10 });
@@ -530,7 +479,7 @@ fn a_resumed_body_stays_pinned() {
 
 #[test]
 fn a_persistent_503_ends_in_http_status_after_the_allowed_attempts() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/down.bin", &[1; 1000]);
         let source = open_quick(&server, "/down.bin");
         server.set_persistent_fault(Some(Fault::Status(503)));
@@ -546,7 +495,7 @@ fn a_persistent_503_ends_in_http_status_after_the_allowed_attempts() {
 
 #[test]
 fn a_persistent_reset_ends_in_truncated_having_resumed_each_time() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/cut.bin", &[1; 10_000]);
         let source = open_quick(&server, "/cut.bin");
         server.set_persistent_fault(Some(Fault::ResetMidBody { after: 100 }));
@@ -570,7 +519,7 @@ fn a_persistent_reset_ends_in_truncated_having_resumed_each_time() {
 
 #[test]
 fn a_persistent_stall_ends_in_timed_out() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/slow.bin", &[1; 10_000]);
         let mut policy = quick_retries();
         policy.max_attempts = 2;
@@ -589,7 +538,7 @@ fn a_persistent_stall_ends_in_timed_out() {
 
 #[test]
 fn a_retry_after_beyond_the_retry_budget_gives_up_at_once() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/busy.bin", &[1; 1000]);
         let mut policy = quick_retries();
         policy.max_total = Duration::from_secs(5);
@@ -611,7 +560,7 @@ fn a_retry_after_beyond_the_retry_budget_gives_up_at_once() {
 
 #[test]
 fn a_callers_agent_is_used_and_statuses_are_still_read_as_answers() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(100_000, 21);
         let server = server_with("/agent.bin", &data);
         // ureq's default agent turns 4xx and 5xx into errors without headers.
@@ -631,7 +580,7 @@ fn a_callers_agent_is_used_and_statuses_are_still_read_as_answers() {
 
 #[test]
 fn a_missing_object_is_not_found_and_not_retried() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/here.bin", &[1; 10]);
         let err = HttpSource::open(&server.url("/nothere.bin")).expect_err("missing");
         assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
@@ -648,7 +597,7 @@ fn a_missing_object_is_not_found_and_not_retried() {
 
 #[test]
 fn client_errors_on_get_are_not_retried() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/e.bin", &[1; 1000]);
         let source = open_quick(&server, "/e.bin");
         for status in [400, 401, 403, 404, 410] {
@@ -673,7 +622,7 @@ fn client_errors_on_get_are_not_retried() {
 
 #[test]
 fn a_range_ignored_by_the_server_is_range_not_supported() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(100_000, 16);
         let server = server_with("/whole.bin", &data);
         let source = open_quick(&server, "/whole.bin");
@@ -692,7 +641,7 @@ fn a_range_ignored_by_the_server_is_range_not_supported() {
 
 #[test]
 fn a_200_is_accepted_when_the_whole_object_was_asked_for() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(5000, 17);
         let server = server_with("/small.bin", &data);
         let source = open_quick(&server, "/small.bin");
@@ -704,7 +653,7 @@ fn a_200_is_accepted_when_the_whole_object_was_asked_for() {
 
 #[test]
 fn a_content_range_for_another_range_is_invalid_response() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/cr.bin", &random_bytes(100_000, 18));
         let source = open_quick(&server, "/cr.bin");
         server.push_fault(Fault::WrongContentRange);
@@ -722,7 +671,7 @@ fn a_content_range_for_another_range_is_invalid_response() {
 
 #[test]
 fn a_content_range_for_another_total_is_object_changed() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/tot.bin", &random_bytes(100_000, 19));
         let source = open_quick(&server, "/tot.bin");
         server.push_fault(Fault::WrongTotal);
@@ -738,7 +687,7 @@ fn a_content_range_for_another_total_is_object_changed() {
 
 #[test]
 fn a_gzip_encoded_body_is_range_not_supported() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data: Vec<u8> = b"compressible "
             .iter()
             .copied()
@@ -757,7 +706,7 @@ fn a_gzip_encoded_body_is_range_not_supported() {
 
 #[test]
 fn a_gzip_encoded_head_is_refused_at_open() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/gz.txt", &[b'a'; 10_000]);
         server.set_persistent_fault(Some(Fault::Gzip));
         let err = HttpSource::open(&server.url("/gz.txt")).expect_err("encoded");
@@ -767,7 +716,7 @@ fn a_gzip_encoded_head_is_refused_at_open() {
 
 #[test]
 fn a_non_numeric_content_length_is_invalid_response() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/cl.bin", &[1; 1000]);
         let source = open_quick(&server, "/cl.bin");
         server.push_fault(Fault::BadContentLength);
@@ -832,11 +781,8 @@ fn urls_without_a_host_are_invalid_locations() {
 
 #[test]
 fn nothing_listening_is_a_connection_error_naming_the_url() {
-    watchdog(|| {
-        let port = {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-            listener.local_addr().expect("addr").port()
-        };
+    watchdog(WATCHDOG_SECS, || {
+        let port = free_port();
         let url = format!("http://127.0.0.1:{port}/x.bin");
         let err = HttpSource::builder()
             .retry_policy(RetryPolicy::never())
@@ -853,7 +799,7 @@ fn nothing_listening_is_a_connection_error_naming_the_url() {
 
 #[test]
 fn open_reads_http_urls_file_urls_and_paths_alike() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(300_000, 20);
         let server = server_with("/same.bin", &data);
         let dir = tempfile::tempdir().expect("tempdir");
@@ -871,7 +817,7 @@ fn open_reads_http_urls_file_urls_and_paths_alike() {
 
 #[test]
 fn secrets_in_a_url_never_reach_a_message() {
-    watchdog(|| {
+    watchdog(WATCHDOG_SECS, || {
         let server = server_with("/s.bin", &[1; 10]);
         let url = server
             .url("/missing.bin?X-Amz-Credential=AKIAXX&X-Amz-Signature=deadbeef")
@@ -892,19 +838,11 @@ fn secrets_in_a_url_never_reach_a_message() {
 
 #[test]
 fn zip_reads_a_member_from_the_middle_of_a_remote_archive() {
-    watchdog(|| {
-        use std::io::Write;
-        let mut archive = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+    watchdog(WATCHDOG_SECS, || {
         let members: Vec<(String, Vec<u8>)> = (0..5)
             .map(|i| (format!("m{i}.bin"), random_bytes(400_000, 100 + i)))
             .collect();
-        for (name, bytes) in &members {
-            archive.start_file(name.as_str(), options).expect("start");
-            archive.write_all(bytes).expect("write");
-        }
-        let zipped = archive.finish().expect("finish").into_inner();
+        let zipped = zip_of(&members);
         let server = server_with("/a.zip", &zipped);
         let reader = prefetch_reader::open(&server.url("/a.zip")).expect("open");
         let mut zip = zip::ZipArchive::new(reader).expect("zip");

@@ -15,16 +15,18 @@
 mod common;
 
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{crate_error, small_blocks, watchdog, KIB, MIB};
+use common::env::{env_lock, EnvVars};
+use common::process::{free_port, program_or_skip, ServerProcess};
+use common::{
+    check_random_seeks, crate_error, quick_retries, random_bytes, small_blocks, watchdog, zip_of,
+    KIB, MIB,
+};
 use prefetch_reader::testing::{Fault, TestServer};
-use prefetch_reader::{Error, PrefetchReader, RangeSource, RetryPolicy, S3Source, S3SourceBuilder};
+use prefetch_reader::{Error, PrefetchReader, RangeSource, S3Source, S3SourceBuilder};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 
 /// Generous: uploading and reading 20 MiB through moto takes seconds.
@@ -37,86 +39,43 @@ const MOTO_START_TIMEOUT: Duration = Duration::from_secs(60);
 const ACCESS_KEY: &str = "AKIDMOTOTEST";
 const SECRET_KEY: &str = "moto-secret-never-shown";
 
-fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut data = vec![0; len];
-    rng.fill(&mut data);
-    data
-}
-
-fn quick_retries() -> RetryPolicy {
-    let mut policy = RetryPolicy::default();
-    policy.max_attempts = 4;
-    policy.initial_backoff = Duration::from_millis(10);
-    policy.max_backoff = Duration::from_millis(50);
-    policy
-}
-
 // --- moto ----------------------------------------------------------------
 
 /// A moto S3 server on a loopback port, killed when dropped.
 struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Starts moto, or returns `None` (after saying so) where it is not
-/// installed; under `CI=true` a missing moto fails the test.
-fn start_moto() -> Option<Moto> {
-    let Some(program) = find_on_path("moto_server") else {
-        if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-            panic!("moto_server is not on PATH, and CI=true requires it (see .ci/run)");
-        }
-        eprintln!("skipping: moto_server is not on PATH (install `moto[server]`, see .ci/run)");
-        return None;
-    };
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(program)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let moto = Moto {
-        child,
-        endpoint: format!("http://127.0.0.1:{port}"),
-    };
-    let started = Instant::now();
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && ureq::get(&format!("{}/", moto.endpoint)).call().is_ok()
-        {
-            return Some(moto);
-        }
-        assert!(
-            started.elapsed() < MOTO_START_TIMEOUT,
-            "moto_server did not answer within {MOTO_START_TIMEOUT:?}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    server: ServerProcess,
 }
 
 impl Moto {
+    /// Starts `program` and waits until it answers.
+    fn start(program: &Path) -> Moto {
+        let port = free_port();
+        let mut server = ServerProcess::spawn(
+            "moto_server",
+            port,
+            Command::new(program)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        let root = format!("{}/", server.endpoint());
+        if let Err(status) =
+            server.wait_until_ready(MOTO_START_TIMEOUT, Duration::from_millis(100), || {
+                ureq::get(&root).call().is_ok()
+            })
+        {
+            panic!("moto_server exited before answering: {status}");
+        }
+        Moto { server }
+    }
+
+    fn endpoint(&self) -> String {
+        self.server.endpoint()
+    }
+
     fn bucket(&self, name: &str) -> Bucket {
-        let endpoint = self.endpoint.parse().expect("endpoint URL");
+        let endpoint = self.endpoint().parse().expect("endpoint URL");
         Bucket::new(endpoint, UrlStyle::Path, name.to_owned(), "us-east-1").expect("bucket")
     }
 
@@ -158,7 +117,7 @@ impl Moto {
     /// The keys in `bucket` as the server holds them (`ListObjects`; moto
     /// takes it unsigned).
     fn list_keys(&self, bucket: &str) -> Vec<String> {
-        let body = ureq::get(&format!("{}/{bucket}", self.endpoint))
+        let body = ureq::get(&format!("{}/{bucket}", self.endpoint()))
             .call()
             .expect("list the bucket")
             .into_body()
@@ -184,7 +143,7 @@ impl Moto {
     fn builder(&self) -> S3SourceBuilder {
         let mut builder = S3Source::builder();
         builder
-            .endpoint(&self.endpoint)
+            .endpoint(self.endpoint())
             .region("us-east-1")
             .credentials(ACCESS_KEY, SECRET_KEY)
             .retry_policy(quick_retries());
@@ -194,11 +153,15 @@ impl Moto {
 
 /// Runs `test` with a fresh moto server, unless moto is not installed.
 fn with_moto(test: impl FnOnce(&Moto) + Send + 'static) {
-    watchdog(WATCHDOG_SECS, move || {
-        if let Some(moto) = start_moto() {
-            test(&moto);
-        }
-    });
+    // libtest names each test's thread after the test.
+    let name = std::thread::current()
+        .name()
+        .unwrap_or("a moto test")
+        .to_owned();
+    let Some(program) = program_or_skip("moto_server", &[], &name) else {
+        return;
+    };
+    watchdog(WATCHDOG_SECS, move || test(&Moto::start(&program)));
 }
 
 fn assert_no_secrets(message: &str) {
@@ -230,15 +193,7 @@ fn a_20_mib_object_reads_exactly_in_sequence_and_after_random_seeks() {
         }
         assert_eq!(reader.read(&mut chunk).expect("read at the end"), 0);
 
-        let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..50 {
-            let len = rng.usize(1..=1000);
-            let offset = rng.usize(0..=data.len() - len);
-            reader.seek(SeekFrom::Start(offset as u64)).expect("seek");
-            let mut buf = vec![0; len];
-            reader.read_exact(&mut buf).expect("read after a seek");
-            assert!(buf == data[offset..offset + len], "{len} bytes at {offset}");
-        }
+        check_random_seeks(&mut reader, &data, 7, 50, 1000);
     });
 }
 
@@ -246,19 +201,9 @@ fn a_20_mib_object_reads_exactly_in_sequence_and_after_random_seeks() {
 fn a_zip_member_is_read_from_an_s3_object() {
     with_moto(|moto| {
         let member = random_bytes(300_000, 2);
-        let mut zip_bytes = std::io::Cursor::new(Vec::new());
-        {
-            let mut zip = zip::ZipWriter::new(&mut zip_bytes);
-            let options = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Deflated);
-            zip.start_file("first.txt", options).expect("zip");
-            std::io::Write::write_all(&mut zip, b"hello").expect("zip");
-            zip.start_file("dir/member.bin", options).expect("zip");
-            std::io::Write::write_all(&mut zip, &member).expect("zip");
-            zip.finish().expect("zip");
-        }
+        let zipped = zip_of(&[("first.txt", &b"hello"[..]), ("dir/member.bin", &member)]);
         moto.create_bucket("zips");
-        moto.put("zips", "archive.zip", zip_bytes.get_ref());
+        moto.put("zips", "archive.zip", &zipped);
         let source = moto.builder().open("s3://zips/archive.zip").expect("open");
         let reader = PrefetchReader::new(source).expect("reader");
         let mut archive = zip::ZipArchive::new(reader).expect("read the zip directory");
@@ -407,48 +352,28 @@ fn a_presigned_url_is_read_through_plain_open_and_its_signature_never_shown() {
     });
 }
 
-/// Tests that set `AWS_*` variables take this: the environment is the
-/// process's.
-static ENV_LOCK: Mutex<()> = Mutex::new(());
-
 #[test]
 fn open_finds_the_endpoint_credentials_and_region_in_the_environment() {
     with_moto(|moto| {
         let data = random_bytes(100_000, 6);
         moto.create_bucket("from-env");
         moto.put("from-env", "k.bin", &data);
-        let _guard = ENV_LOCK
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let vars = [
-            ("AWS_ENDPOINT_URL", Some(moto.endpoint.as_str())),
+        let endpoint = moto.endpoint();
+        let _lock = env_lock();
+        let env = EnvVars::set(&[
+            ("AWS_ENDPOINT_URL", Some(endpoint.as_str())),
             ("AWS_ENDPOINT_URL_S3", None),
             ("AWS_ACCESS_KEY_ID", Some(ACCESS_KEY)),
             ("AWS_SECRET_ACCESS_KEY", Some(SECRET_KEY)),
             ("AWS_SESSION_TOKEN", None),
             ("AWS_REGION", Some("us-east-1")),
-        ];
-        let saved: Vec<_> = vars
-            .iter()
-            .map(|(name, _)| (*name, std::env::var_os(name)))
-            .collect();
-        for (name, value) in vars {
-            match value {
-                Some(value) => std::env::set_var(name, value),
-                None => std::env::remove_var(name),
-            }
-        }
+        ]);
         let result = prefetch_reader::open("s3://from-env/k.bin").and_then(|mut reader| {
             let mut out = Vec::new();
             reader.read_to_end(&mut out).map_err(crate_error)?;
             Ok(out)
         });
-        for (name, value) in saved {
-            match value {
-                Some(value) => std::env::set_var(name, value),
-                None => std::env::remove_var(name),
-            }
-        }
+        drop(env);
         assert!(result.expect("read through the environment's endpoint") == data);
     });
 }
