@@ -29,8 +29,8 @@ Examples:
   prefetch get https://example.com/big.bin -o big.bin
   prefetch serve ./data --latency-ms 20 --bandwidth 25
 
-Locations are http:// and https:// URLs, s3://bucket/key objects, file:// URLs
-and local paths.";
+Locations are http:// and https:// URLs, gs://bucket/object and s3://bucket/key
+objects, file:// URLs and local paths.";
 
 /// Read remote objects at the speed of the network: range requests fetched
 /// ahead of the reader, in parallel, in the background.
