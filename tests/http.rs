@@ -852,3 +852,43 @@ fn zip_reads_a_member_from_the_middle_of_a_remote_archive() {
         assert!(out == members[2].1);
     });
 }
+
+#[test]
+fn tar_and_flate2_stream_a_remote_tar_gz() {
+    watchdog(WATCHDOG_SECS, || {
+        let files: Vec<(String, Vec<u8>)> = (0..4)
+            .map(|i| {
+                (
+                    format!("dir/file-{i}.bin"),
+                    random_bytes(700_000 + i * 1000, 200 + i as u64),
+                )
+            })
+            .collect();
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        for (name, data) in &files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, data.as_slice())
+                .expect("append");
+        }
+        let tar_gz = builder.into_inner().expect("tar").finish().expect("gzip");
+        let server = server_with("/a.tar.gz", &tar_gz);
+        let reader = prefetch_reader::open(&server.url("/a.tar.gz")).expect("open");
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+        let mut seen = Vec::new();
+        for entry in archive.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let name = entry.path().expect("path").display().to_string();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("read entry");
+            seen.push((name, data));
+        }
+        assert!(seen == files, "every file, byte-exact, in order");
+    });
+}
