@@ -350,6 +350,48 @@ fn the_producer_never_requests_past_the_end_nor_more_than_concurrency_at_once() 
 }
 
 #[test]
+fn abandoned_requests_count_against_concurrency_until_they_end() {
+    // The first call passes; later ones hang (ignoring their cancel) until
+    // the gate opens.
+    let (source, gate) = BlockingSource::new(MemorySource::new(pattern(8 * MIB as usize)), 1);
+    let source = Arc::new(CountingSource::new(source));
+    let mut builder = small_blocks();
+    builder.concurrency(4);
+    let mut reader = build(&builder, source.clone());
+    for _ in 0..3 {
+        read_n(&mut reader, 100);
+    }
+    let stuck = watchdog(10, {
+        let gate = gate.clone();
+        move || {
+            while gate.waiting() < 4 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            gate.waiting()
+        }
+    });
+    assert_eq!(stuck, 4, "read-ahead fills the four connections");
+    // A hard seek abandons them, but they still run: the read after it may
+    // not start a fifth request until one of them ends.
+    reader.seek(SeekFrom::Start(6 * MIB)).unwrap();
+    let reading = std::thread::spawn(move || {
+        let got = read_n(&mut reader, 100);
+        (got, reader)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        source.call_count(),
+        5,
+        "no request beyond the four stuck ones"
+    );
+    assert_eq!(source.max_in_flight(), 4);
+    gate.open();
+    let (got, _reader) = watchdog(10, move || reading.join().unwrap());
+    assert_eq!(got, pattern(6 * MIB as usize + 100)[6 * MIB as usize..]);
+    assert!(source.max_in_flight() <= 4, "{}", source.max_in_flight());
+}
+
+#[test]
 fn the_producer_never_requests_more_than_the_window_ahead() {
     let source = counted(16 * MIB as usize);
     let mut builder = PrefetchReader::builder();
