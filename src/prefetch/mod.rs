@@ -14,7 +14,9 @@
 //! bounded channel in the order they were issued, so the reader gets bytes
 //! in order whatever order the jobs complete in; a block is one range
 //! request, and consecutive blocks are fetched in parallel and read in place
-//! (never joined into a bigger buffer).
+//! (never joined into a bigger buffer). Buffers of dropped blocks are kept,
+//! still counted, for the next requests, so steady reading reuses memory
+//! instead of allocating and faulting in fresh buffers.
 //!
 //! A hard seek, an error or close ends an *epoch*: the reader sets the
 //! epoch's cancel flag (which fetch jobs check between body chunks), drops
@@ -27,7 +29,10 @@
 //! network, so it is kept apart from rayon's global pool, which belongs to
 //! CPU work. Each reader keeps at most its `concurrency` requests in flight;
 //! when readers together want more than the pool has threads, their jobs
-//! queue in the pool in the order they were issued.
+//! queue in the pool in the order they were issued. A request abandoned by
+//! a hard seek or close still holds its pool thread (and counts against its
+//! reader's `concurrency`) until it notices its cancel flag — at the next
+//! body chunk, or at the source's read timeout when a server stalls.
 
 pub(crate) mod block;
 pub(crate) mod policy;
