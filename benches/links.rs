@@ -677,17 +677,10 @@ fn reader(
     (row, trace)
 }
 
-/// The seeded offsets of the random reads: a xorshift64 generator.
+/// The seeded offsets of the random reads.
 fn random_offsets(len: u64, n: usize) -> Vec<u64> {
-    let mut x = RANDOM_SEED;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % (len - RANDOM_READ + 1)
-        })
-        .collect()
+    let mut rng = fastrand::Rng::with_seed(RANDOM_SEED);
+    (0..n).map(|_| rng.u64(0..=len - RANDOM_READ)).collect()
 }
 
 fn random_rows(profile: &Profile, scale: &Scale) -> [Row; 2] {

@@ -647,18 +647,12 @@ fn peak_memory_stays_within_bounds_under_random_reads_and_seeks() {
     let mut builder = PrefetchReader::builder();
     builder.max_prefetch(8 * MIB).max_part_size(2 * MIB);
     let mut reader = build(&builder, source.clone());
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = fastrand::Rng::with_seed(0x2545_f491_4f6c_dd1d);
     let mut buf = vec![0; 3 * MIB as usize];
     for _ in 0..300 {
-        let offset = next() % len;
+        let offset = rng.u64(..len);
         reader.seek(SeekFrom::Start(offset)).unwrap();
-        let size = (next() % (3 * MIB)) as usize;
+        let size = rng.usize(..3 * MIB as usize);
         let n = reader.read(&mut buf[..size]).unwrap();
         assert_eq!(n as u64, (size as u64).min(len - offset));
         let mut expected = vec![0; n];

@@ -25,33 +25,18 @@ const WORKERS: usize = 4;
 /// 2 = 40 of the pool's 64 threads.
 const BLOCKED_EVERY: usize = 200;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// Opens, uses and ends one reader at random; returns its stats handle.
 /// A `stuck` source answers only its first call: three small reads from
 /// the start stay inside that first request and start read-ahead, whose
 /// requests then hang until the end of the test.
-fn exercise<S: RangeSource>(source: S, rng: &mut Rng, stuck: Option<&Gate>) -> StatsHandle {
+fn exercise<S: RangeSource>(
+    source: S,
+    rng: &mut fastrand::Rng,
+    stuck: Option<&Gate>,
+) -> StatsHandle {
     let len = source.len();
     let mut builder = PrefetchReader::builder();
-    let concurrency = if stuck.is_some() {
-        2
-    } else {
-        1 + rng.below(8) as usize
-    };
+    let concurrency = if stuck.is_some() { 2 } else { rng.usize(1..=8) };
     builder
         .concurrency(concurrency)
         .min_part_size(64 * KIB)
@@ -69,17 +54,17 @@ fn exercise<S: RangeSource>(source: S, rng: &mut Rng, stuck: Option<&Gate>) -> S
             thread::sleep(Duration::from_micros(100));
         }
     }
-    for _ in 0..if stuck.is_some() { 0 } else { rng.below(6) } {
-        if rng.below(3) == 0 {
-            let to = rng.below(len + 10);
+    for _ in 0..if stuck.is_some() { 0 } else { rng.u64(..6) } {
+        if rng.u64(..3) == 0 {
+            let to = rng.u64(..len + 10);
             reader.seek(SeekFrom::Start(to)).expect("seek");
         }
         let at = reader.stream_position().expect("position");
-        let size = rng.below(buf.len() as u64) as usize;
+        let size = rng.usize(..buf.len());
         let n = reader.read(&mut buf[..size]).expect("read");
         assert!(is_pattern(at, &buf[..n]), "bytes at {at}");
     }
-    if rng.below(2) == 0 {
+    if rng.u64(..2) == 0 {
         reader.close().expect("close");
     }
     handle
@@ -93,7 +78,7 @@ fn thousands_of_readers_end_and_release_all_their_memory() {
             .map(|w| {
                 let memory = memory.clone();
                 thread::spawn(move || {
-                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1));
+                    let mut rng = fastrand::Rng::with_seed(w as u64 + 1);
                     let mut handles = Vec::new();
                     let mut gates: Vec<Arc<Gate>> = Vec::new();
                     for i in 0..READERS {
@@ -105,7 +90,7 @@ fn thousands_of_readers_end_and_release_all_their_memory() {
                             gates.push(gate);
                             handle
                         } else if i % 3 == 0 {
-                            let latency = Duration::from_micros(rng.below(500));
+                            let latency = Duration::from_micros(rng.u64(..500));
                             exercise(SimulatedLink::new(3 * MIB, latency, 0), &mut rng, None)
                         } else {
                             exercise(memory.clone(), &mut rng, None)

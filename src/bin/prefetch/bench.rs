@@ -430,18 +430,10 @@ fn prefetch(target: &Target, read: u64, options: &ReadOptions) -> Result<Row> {
     })
 }
 
-/// `n` offsets for reads of `size` in an object of `len` bytes: a seeded
-/// xorshift64 generator.
+/// `n` seeded offsets for reads of `size` in an object of `len` bytes.
 fn random_offsets(len: u64, size: u64, n: usize) -> Vec<u64> {
-    let mut x = RANDOM_SEED;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % (len - size + 1)
-        })
-        .collect()
+    let mut rng = fastrand::Rng::with_seed(RANDOM_SEED);
+    (0..n).map(|_| rng.u64(0..=len - size)).collect()
 }
 
 fn random_plain(target: &Target, offsets: &[u64], size: u64) -> Result<Row> {
