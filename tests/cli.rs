@@ -38,6 +38,20 @@ fn wait(child: &mut Child) -> ExitStatus {
     }
 }
 
+/// Waits for `child` and checks that it exited 0 with nothing on stderr.
+fn assert_ends_quietly(child: &mut Child) {
+    let status = wait(child);
+    let mut text = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut text)
+        .expect("read stderr");
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(text.is_empty(), "{text}");
+}
+
 /// Runs the command to the end, collecting its output, under [`TIMEOUT`].
 fn run(command: &mut Command) -> Output {
     let mut child = command
@@ -529,16 +543,7 @@ fn cat_into_a_closed_pipe_ends_quietly() {
     stdout.read_exact(&mut head).expect("read head");
     assert_eq!(head[..], data[..10]);
     drop(stdout);
-    let status = wait(&mut child);
-    let mut text = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut text)
-        .expect("read stderr");
-    assert_eq!(status.code(), Some(0), "{text}");
-    assert!(text.is_empty(), "{text}");
+    assert_ends_quietly(&mut child);
 }
 
 #[test]
@@ -559,16 +564,7 @@ fn bench_into_a_closed_pipe_ends_quietly() {
         .spawn()
         .expect("spawn");
     drop(child.stdout.take());
-    let status = wait(&mut child);
-    let mut text = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut text)
-        .expect("read stderr");
-    assert_eq!(status.code(), Some(0), "{text}");
-    assert!(text.is_empty(), "{text}");
+    assert_ends_quietly(&mut child);
 }
 
 #[test]
