@@ -105,6 +105,18 @@ struct ProducerLink {
     thread: JoinHandle<()>,
 }
 
+impl ProducerLink {
+    /// Drops the blocks already in the channel (all from abandoned epochs),
+    /// counting them as wasted, and tells the producer there is room.
+    fn drain_blocks(&self, counters: &Counters) {
+        let wasted: u64 = self.blocks.try_iter().map(|block| block.len).sum();
+        Counters::add(&counters.bytes_wasted, wasted);
+        if wasted > 0 {
+            let _ = self.events.send(Event::Taken);
+        }
+    }
+}
+
 impl PrefetchReader {
     /// A builder to choose settings; see [`ReaderBuilder`]. (Defined on the
     /// default type so that `PrefetchReader::builder()` needs no type; the
@@ -225,7 +237,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.drop_current();
         self.clear_behind();
         self.behind_charge = None;
-        self.drain_blocks(&link.blocks);
+        link.drain_blocks(&self.counters);
         drop(link.blocks);
         link.thread
             .join()
@@ -317,20 +329,8 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.read_sizes.clear();
         self.drop_current();
         self.clear_behind();
-        if let Some(link) = self.link.take() {
-            self.drain_blocks(&link.blocks);
-            self.link = Some(link);
-        }
-    }
-
-    /// Drops the blocks already in the channel (all from abandoned epochs).
-    fn drain_blocks(&self, blocks: &Receiver<Block>) {
-        let wasted: u64 = blocks.try_iter().map(|block| block.len).sum();
-        Counters::add(&self.counters.bytes_wasted, wasted);
-        if wasted > 0 {
-            if let Some(link) = &self.link {
-                let _ = link.events.send(Event::Taken);
-            }
+        if let Some(link) = &self.link {
+            link.drain_blocks(&self.counters);
         }
     }
 
