@@ -51,6 +51,7 @@ mod error;
 mod open;
 mod prefetch;
 mod reader;
+mod redact;
 mod source;
 mod stats;
 #[cfg(feature = "testing")]
@@ -64,6 +65,7 @@ pub use error::{Error, Result};
 pub use open::{open, open_source};
 pub use prefetch::IO_THREADS;
 pub use reader::PrefetchReader;
+pub use redact::redact;
 pub use source::{
     FetchContext, FileSource, GcsSource, GcsSourceBuilder, HttpSource, HttpSourceBuilder,
     MemorySource, MmapSource, RangeSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,

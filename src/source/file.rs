@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{FetchContext, RangeSource};
 use crate::error::{Error, Result};
@@ -24,6 +25,8 @@ pub struct FileSource {
     file: File,
     path: PathBuf,
     len: u64,
+    /// The modification time at open, as the validator.
+    modified: Option<SystemTime>,
 }
 
 impl FileSource {
@@ -36,10 +39,12 @@ impl FileSource {
     pub fn open(path: impl AsRef<Path>) -> Result<FileSource> {
         let path = path.as_ref();
         let (file, len) = open_file(path)?;
+        let modified = file.metadata().and_then(|meta| meta.modified()).ok();
         Ok(FileSource {
             file,
             path: path.to_owned(),
             len,
+            modified,
         })
     }
 
@@ -115,6 +120,12 @@ impl RangeSource for FileSource {
     fn location(&self) -> String {
         self.path.display().to_string()
     }
+
+    /// The modification time at open, in nanoseconds since 1970.
+    fn validator(&self) -> Option<String> {
+        let since_epoch = self.modified?.duration_since(UNIX_EPOCH).ok()?;
+        Some(format!("mtime={}", since_epoch.as_nanos()))
+    }
 }
 
 #[cfg(unix)]
@@ -165,6 +176,20 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_validator_changes_when_the_file_is_rewritten() {
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        let file = tmp.as_file();
+        file.set_modified(UNIX_EPOCH + std::time::Duration::from_secs(1_000))
+            .unwrap();
+        let before = FileSource::open(tmp.path()).unwrap().validator();
+        assert_eq!(before.as_deref(), Some("mtime=1000000000000"));
+        file.set_modified(UNIX_EPOCH + std::time::Duration::from_secs(2_000))
+            .unwrap();
+        let after = FileSource::open(tmp.path()).unwrap().validator();
+        assert_ne!(before, after);
     }
 
     #[test]

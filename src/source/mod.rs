@@ -111,6 +111,17 @@ pub trait RangeSource: Debug + Send + Sync + 'static {
     fn location(&self) -> String {
         format!("{self:?}")
     }
+
+    /// A string naming the version of the object this source reads — a
+    /// strong `ETag`, a GCS generation, a `Last-Modified` date, a local
+    /// file's modification time — or `None` when the source cannot tell
+    /// one version from another. Two opens of one location that give the
+    /// same validator and length read the same bytes, so a download cut
+    /// short can be resumed (`prefetch get --continue`). Defaults to
+    /// `None`.
+    fn validator(&self) -> Option<String> {
+        None
+    }
 }
 
 macro_rules! forward_range_source {
@@ -127,6 +138,9 @@ macro_rules! forward_range_source {
             }
             fn location(&self) -> String {
                 (**self).location()
+            }
+            fn validator(&self) -> Option<String> {
+                (**self).validator()
             }
         }
     };

@@ -193,6 +193,11 @@ impl RangeSource for GcsSource {
     fn location(&self) -> String {
         self.location.clone()
     }
+
+    /// `generation=G`: the generation read.
+    fn validator(&self) -> Option<String> {
+        Some(format!("generation={}", self.generation))
+    }
 }
 
 impl fmt::Debug for GcsSource {

@@ -8,12 +8,12 @@ use parking_lot::Mutex;
 use ureq::http::header::{self, HeaderName, HeaderValue};
 use ureq::Agent;
 
-use super::redact::redact_url;
 use super::{
     own_agent, url, AgentSlot, HttpSource, RequestHooks, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, INITIAL_POOL_SIZE,
 };
 use crate::error::{Error, Result};
+use crate::redact::redact_url;
 
 /// Settings for opening [`HttpSource`]s; one builder opens many objects.
 ///

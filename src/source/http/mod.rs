@@ -15,8 +15,8 @@
 //!
 //! The pieces: `builder` holds the settings, `url` checks the URL,
 //! `response` parses headers, `checks` decides whether a response is the one
-//! asked for and maps failures to error kinds, `retry` decides the waits,
-//! `redact` writes URLs for messages.
+//! asked for and maps failures to error kinds, `retry` decides the waits;
+//! URLs in messages go through [`crate::redact`].
 //!
 //! Sources for object-store APIs (GCS) are built on this one: they make an
 //! unopened source (`HttpSourceBuilder::prepare`), fetch their metadata
@@ -40,13 +40,12 @@ use crate::error::{Error, Result};
 
 mod builder;
 mod checks;
-mod redact;
 mod response;
 mod retry;
 mod url;
 
+pub(crate) use crate::redact::redact_url;
 pub use builder::HttpSourceBuilder;
-pub(crate) use redact::redact_url;
 pub use retry::{
     RetryPolicy, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRY_TIME,
@@ -708,6 +707,20 @@ impl RangeSource for HttpSource {
 
     fn location(&self) -> String {
         self.location.clone()
+    }
+
+    /// The strong `ETag` seen at open, else its `Last-Modified`, else the
+    /// version named in the URL (GCS's generation).
+    fn validator(&self) -> Option<String> {
+        let strong_etag = self.etag.as_deref().filter(|etag| !is_weak_etag(etag));
+        strong_etag
+            .or(self.last_modified.as_deref())
+            .map(str::to_owned)
+            .or_else(|| {
+                self.version_in_url
+                    .as_ref()
+                    .map(|version| format!("{}={}", version.name, version.value))
+            })
     }
 }
 

@@ -3,8 +3,8 @@
 
 use ureq::http::Uri;
 
-use super::redact::redact_url;
 use crate::error::{Error, Result};
+use crate::redact::redact_url;
 
 /// An HTTP(S) URL ready to request.
 #[derive(Debug, PartialEq, Eq)]

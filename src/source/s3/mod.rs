@@ -156,6 +156,10 @@ impl RangeSource for S3Source {
     fn location(&self) -> String {
         self.http.location()
     }
+
+    fn validator(&self) -> Option<String> {
+        self.http.validator()
+    }
 }
 
 impl fmt::Debug for S3Source {

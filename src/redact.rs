@@ -1,6 +1,7 @@
-//! URLs as they appear in messages: userinfo and secret-looking query
-//! values replaced, the fragment dropped. Used for every error and log line
-//! that names a remote object.
+//! Locations as they appear in messages: userinfo and secret-looking query
+//! values replaced, the fragment dropped. Every error and log line that
+//! names a remote object goes through [`redact`], the crate's and the
+//! command's alike.
 
 /// What replaces a secret.
 const REDACTED: &str = "REDACTED";
@@ -26,6 +27,20 @@ const SECRET_NAME_PARTS: &[&str] = &[
 pub(crate) fn is_secret_param(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
+/// `location` as it may be shown in a message or a log: a URL's userinfo
+/// (user and password) and the values of query parameters that carry
+/// secrets (tokens, signatures, credentials) replaced by `REDACTED`, its
+/// fragment dropped. Anything that is not a URL (a local path) comes back
+/// as it is.
+///
+/// ```
+/// let shown = prefetch_reader::redact("https://alice:pw@example.com/f?token=T&v=2");
+/// assert_eq!(shown, "https://REDACTED@example.com/f?token=REDACTED&v=2");
+/// ```
+pub fn redact(location: &str) -> String {
+    redact_url(location)
 }
 
 /// `url` with its userinfo and secret query values replaced by `REDACTED`
