@@ -57,6 +57,20 @@ pub const DEFAULT_FIRST_REQUEST_SIZE: u64 = 64 * KIB;
 /// with the same size.
 pub const DEFAULT_WINDOW_BEHIND: u64 = MIB;
 
+/// The largest `concurrency`: well past what one reader can use (the shared
+/// I/O pool has [`IO_THREADS`](crate::IO_THREADS) threads), low enough that
+/// a mistaken setting cannot make the reader allocate per-request state for
+/// millions of requests.
+pub const MAX_CONCURRENCY: usize = 1024;
+
+/// The largest value of any byte-count setting: 1 TiB. Far beyond any
+/// useful buffer, and low enough that sums of settings cannot overflow.
+pub const MAX_SETTING_BYTES: u64 = 1 << 40;
+
+/// The largest `max_part_size`: 4 GiB. A part is one buffer, allocated
+/// whole when it is requested, so it must fit in memory.
+pub const MAX_PART_SIZE_LIMIT: u64 = 4 << 30;
+
 /// Validated settings of one reader.
 #[derive(Clone)]
 pub(crate) struct Config {
@@ -106,6 +120,34 @@ impl Config {
     pub(crate) fn validate(&self) -> Result<()> {
         if self.concurrency == 0 {
             return Err(Self::invalid("concurrency", "must be at least 1".into()));
+        }
+        if self.concurrency > MAX_CONCURRENCY {
+            return Err(Self::invalid(
+                "concurrency",
+                format!("must be at most {MAX_CONCURRENCY}"),
+            ));
+        }
+        for (setting, bytes) in [
+            ("max_prefetch", self.max_prefetch),
+            ("min_part_size", self.min_part_size),
+            ("first_request_size", self.first_request_size),
+            ("window_behind", self.window_behind),
+        ] {
+            if bytes > MAX_SETTING_BYTES {
+                return Err(Self::invalid(
+                    setting,
+                    format!("{bytes} bytes is over the limit of {MAX_SETTING_BYTES} (1 TiB)"),
+                ));
+            }
+        }
+        if self.max_part_size > MAX_PART_SIZE_LIMIT {
+            return Err(Self::invalid(
+                "max_part_size",
+                format!(
+                    "{} bytes is over the limit of {MAX_PART_SIZE_LIMIT} (4 GiB)",
+                    self.max_part_size
+                ),
+            ));
         }
         if self.max_prefetch == 0 {
             return Err(Self::invalid(
@@ -187,7 +229,8 @@ impl ReaderBuilder {
     }
 
     /// Most range requests in flight at once. Defaults to
-    /// [`DEFAULT_CONCURRENCY`] (16). Must be at least 1.
+    /// [`DEFAULT_CONCURRENCY`] (16). Must be from 1 to [`MAX_CONCURRENCY`]
+    /// (1024).
     pub fn concurrency(&mut self, concurrency: usize) -> &mut Self {
         self.config.concurrency = concurrency;
         self
@@ -209,7 +252,9 @@ impl ReaderBuilder {
         self
     }
 
-    /// Largest request. Defaults to [`DEFAULT_MAX_PART_SIZE`] (64 MiB).
+    /// Largest request. Defaults to [`DEFAULT_MAX_PART_SIZE`] (64 MiB); at
+    /// most [`MAX_PART_SIZE_LIMIT`] (4 GiB). Other byte settings are at most
+    /// [`MAX_SETTING_BYTES`] (1 TiB).
     pub fn max_part_size(&mut self, bytes: u64) -> &mut Self {
         self.config.max_part_size = bytes;
         self

@@ -134,7 +134,10 @@ pub enum Error {
     #[error("the reader is closed")]
     Closed,
     /// The work was cancelled (a hard seek or close abandoned it). Readers
-    /// never return this for the data they are asked for.
+    /// never return this for the data they are asked for; a source that
+    /// returns it for another reason fails the read like any other error.
+    /// As an `io::Error` its kind is `Other`, never `Interrupted` (which
+    /// `read_exact` and `io::copy` would retry forever).
     #[error("cancelled")]
     Cancelled,
     /// The background producer or a fetch job ended without an answer (a
@@ -157,6 +160,8 @@ impl Error {
     /// 404 → `NotFound`, 401/403 → `PermissionDenied`, timeouts →
     /// `TimedOut`, truncation → `UnexpectedEof`, a bad seek or setting →
     /// `InvalidInput`, a server that breaks the protocol → `InvalidData`.
+    /// Never `Interrupted`: an I/O error of that kind maps to `Other`, so
+    /// std's retry loops do not spin on a failing source.
     pub fn io_kind(&self) -> io::ErrorKind {
         match self {
             Error::InvalidConfig { .. }
@@ -169,9 +174,15 @@ impl Error {
             | Error::InvalidResponse { .. } => io::ErrorKind::InvalidData,
             Error::Truncated { .. } => io::ErrorKind::UnexpectedEof,
             Error::TimedOut { .. } => io::ErrorKind::TimedOut,
+            // `Interrupted` means "try again at once" to std (`read_exact`
+            // and `io::copy` retry it forever), so a failure never maps to it.
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::Interrupted => {
+                io::ErrorKind::Other
+            }
             Error::Io { source, .. } => source.kind(),
-            Error::Cancelled => io::ErrorKind::Interrupted,
-            Error::HttpStatus { .. } | Error::Closed | Error::Terminated(_) => io::ErrorKind::Other,
+            Error::HttpStatus { .. } | Error::Closed | Error::Cancelled | Error::Terminated(_) => {
+                io::ErrorKind::Other
+            }
         }
     }
 

@@ -220,8 +220,10 @@ impl<S: RangeSource> PrefetchReader<S> {
     }
 
     /// Stops the producer thread and abandons the work in flight, without
-    /// waiting for the source. Reads after close are an error
-    /// ([`Error::Closed`]); closing again does nothing. Dropping the reader
+    /// waiting for the source, and frees the reader's buffers. Every call
+    /// after close (`read`, even of an empty buffer, `fill_buf`, `seek`,
+    /// `stream_position`) is an error ([`Error::Closed`]), and `consume`
+    /// does nothing; closing again does nothing. Dropping the reader
     /// closes it too.
     ///
     /// # Errors
@@ -235,7 +237,8 @@ impl<S: RangeSource> PrefetchReader<S> {
         // The producer ends at this event; it never blocks on anything else.
         let _ = link.events.send(Event::Shutdown);
         self.drop_current();
-        self.clear_behind();
+        // Frees the window behind's buffer, not just its bytes.
+        self.behind = Vec::new();
         self.behind_charge = None;
         link.drain_blocks(&self.counters);
         drop(link.blocks);
@@ -366,7 +369,8 @@ impl<S: RangeSource> PrefetchReader<S> {
             self.behind.clear();
         }
         if self.behind_charge.is_none() {
-            self.behind = Vec::with_capacity(keep);
+            // Grown as blocks retire, never allocated whole up front: a
+            // large window behind costs memory only once it is filled.
             self.behind_charge = Some(Charge::new(keep as u64, self.counters.clone(), None));
         }
         let bytes = current.data.bytes();
@@ -513,6 +517,7 @@ impl<S: RangeSource> PrefetchReader<S> {
 
 impl<S: RangeSource> Read for PrefetchReader<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.link()?;
         if buf.is_empty() {
             return Ok(0);
         }
@@ -550,9 +555,22 @@ impl<S: RangeSource> BufRead for PrefetchReader<S> {
         Ok(self.available())
     }
 
+    /// Marks `amt` bytes of the last [`fill_buf`](Self::fill_buf) as
+    /// read. After a seek with no `fill_buf` since, the seek still takes
+    /// effect at the next read, wherever `consume` moved the position.
     fn consume(&mut self, amt: usize) {
+        if self.link.is_none() {
+            return;
+        }
         let n = amt.min(self.available().len());
-        self.consume_bytes(n);
+        if self.pos == self.buf_pos {
+            self.consume_bytes(n);
+        } else {
+            // A seek not yet reconciled: move only the caller's position,
+            // so the next read still sees (and classifies) the seek.
+            self.pos += n as u64;
+            Counters::add(&self.counters.bytes_delivered, n as u64);
+        }
     }
 }
 
@@ -578,6 +596,7 @@ impl<S: RangeSource> Seek for PrefetchReader<S> {
     }
 
     fn stream_position(&mut self) -> io::Result<u64> {
+        self.link()?;
         Ok(self.pos)
     }
 }

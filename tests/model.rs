@@ -24,6 +24,8 @@ enum Op {
     ReadExact(usize),
     /// `fill_buf`, then `consume` this share (in 1/256ths) of what it gave.
     FillConsume(u8),
+    /// `consume(0)` with no `fill_buf` before it (after a seek, say).
+    ConsumeNothing,
     Seek(SeekFrom),
     Position,
 }
@@ -106,6 +108,7 @@ fn op(len: usize) -> impl Strategy<Value = Op> {
         4 => read_size().prop_map(Op::Read),
         2 => read_size().prop_map(Op::ReadExact),
         2 => any::<u8>().prop_map(Op::FillConsume),
+        1 => Just(Op::ConsumeNothing),
         1 => Just(Op::Position),
         // Short moves land inside the window ahead or behind; long ones
         // outside; absolute ones anywhere, past EOF included.
@@ -159,6 +162,10 @@ fn check_against_cursor<S: RangeSource>(data: &[u8], mut reader: PrefetchReader<
                     reader.seek(SeekFrom::End(0)).expect("seek to end");
                     model.seek(SeekFrom::End(0)).expect("seek to end");
                 }
+            }
+            Op::ConsumeNothing => {
+                reader.consume(0);
+                model.consume(0);
             }
             Op::FillConsume(share) => {
                 let ours = reader.fill_buf().expect("fill_buf").to_vec();
@@ -282,6 +289,10 @@ fn check_with_faults(data: &[u8], mut reader: PrefetchReader<ScriptedSource>, op
                     reader.seek(SeekFrom::End(0)).expect("seek");
                     model.seek(SeekFrom::End(0)).expect("seek");
                 }
+            }
+            Op::ConsumeNothing => {
+                reader.consume(0);
+                model.consume(0);
             }
             Op::FillConsume(share) => {
                 let theirs = model.fill_buf().expect("fill_buf").to_vec();

@@ -229,11 +229,13 @@ impl<S: RangeSource> Scheduler<S> {
                 fetch(&*source, request, buffer, charge, spares, &ctx)
             }))
             .unwrap_or_else(|_| {
+                // A source that panics once may panic again: a panic
+                // escaping a pool thread would abort the process.
+                let location = panic::catch_unwind(AssertUnwindSafe(|| source.location()))
+                    .unwrap_or_else(|_| "the object".to_owned());
                 Err(Error::Terminated(format!(
-                    "the source panicked reading {} bytes at offset {} of {}",
-                    request.len,
-                    request.offset,
-                    source.location()
+                    "the source panicked reading {} bytes at offset {} of {location}",
+                    request.len, request.offset,
                 )))
             });
             let done = Event::Done {
