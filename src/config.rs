@@ -278,6 +278,11 @@ impl ReaderBuilder {
 
     /// Runs range requests on `pool` instead of the crate's shared I/O pool
     /// (see [`PrefetchReader`] for how that one is sized).
+    ///
+    /// A reader must not be read from a thread of its own pool (say, from
+    /// inside `pool.install`): the read would wait for fetch jobs that may
+    /// be queued behind it. Such a read fails with
+    /// [`Error::InvalidConfig`] naming `io_pool` rather than deadlock.
     pub fn io_pool(&mut self, pool: Arc<ThreadPool>) -> &mut Self {
         self.config.io_pool = Some(pool);
         self

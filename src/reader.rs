@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use crate::config::{Config, ReaderBuilder};
 use crate::error::{Error, Result};
 use crate::prefetch::block::{Block, BlockData, Charge};
-use crate::prefetch::policy::{Policy, ReadSizes, ReaderState, READAHEAD_AFTER_READS};
+use crate::prefetch::policy::{
+    Policy, ReadSizes, ReaderState, MAX_FORWARD_SEEK_WAIT_DISTANCE, READAHEAD_AFTER_READS,
+};
 use crate::prefetch::producer::{Event, Frontier, Producer};
 use crate::prefetch::shared_pool;
 use crate::source::RangeSource;
@@ -55,6 +57,9 @@ use crate::stats::{Counters, Stats, StatsHandle};
 /// ```
 pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     source: Arc<S>,
+    /// The pool fetch jobs run on: a read from one of its threads would
+    /// wait for jobs queued behind itself.
+    pool: Arc<rayon::ThreadPool>,
     len: u64,
     window_behind: usize,
     /// The caller's position.
@@ -153,7 +158,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         let producer = Producer {
             spares: Arc::default(),
             source: source.clone(),
-            pool,
+            pool: pool.clone(),
             counters: counters.clone(),
             events_tx: events_tx.clone(),
             events,
@@ -167,6 +172,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             .map_err(|err| Error::io("cannot start the producer thread", err))?;
         Ok(PrefetchReader {
             source,
+            pool,
             len,
             window_behind: usize::try_from(config.window_behind).unwrap_or(usize::MAX),
             pos: 0,
@@ -303,10 +309,13 @@ impl<S: RangeSource> PrefetchReader<S> {
     fn reconcile(&mut self) {
         let in_buffers =
             self.started && self.pos >= self.lowest_buffered() && self.pos <= self.next_offset;
-        let in_flight = self.started && self.pos > self.buf_pos && {
-            let frontier = *self.frontier.lock();
-            frontier.epoch == self.epoch && self.pos < frontier.end
-        };
+        let in_flight = self.started
+            && self.pos > self.buf_pos
+            && self.pos.saturating_sub(self.next_offset) <= MAX_FORWARD_SEEK_WAIT_DISTANCE
+            && {
+                let frontier = *self.frontier.lock();
+                frontier.epoch == self.epoch && self.pos < frontier.end
+            };
         if in_buffers || in_flight {
             Counters::add(&self.counters.soft_seeks, 1);
         } else if self.started {
@@ -422,6 +431,14 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// Takes the next block of this epoch from the producer and waits for
     /// its bytes.
     fn advance(&mut self, want: u64) -> Result<()> {
+        if self.pool.current_thread_index().is_some() {
+            // The job this read would wait for may be queued behind the
+            // very thread that waits: a deadlock, so refuse instead.
+            return Err(Error::InvalidConfig {
+                setting: "io_pool",
+                reason: "a reader cannot wait for data on a thread of its own I/O pool".to_owned(),
+            });
+        }
         let reader = self.reader_state(want);
         if self.started {
             self.send(Event::Progress {

@@ -219,3 +219,62 @@ fn the_largest_settings_accepted_still_read_correctly() {
     fill_pattern(0, &mut expected);
     assert_eq!(all, expected);
 }
+
+#[test]
+fn reading_from_a_thread_of_the_readers_own_pool_is_an_error_not_a_deadlock() {
+    let err = watchdog(30, || {
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .expect("pool"),
+        );
+        let mut reader = PrefetchReader::builder()
+            .io_pool(pool.clone())
+            .build(MemorySource::new(pattern(1000)))
+            .expect("reader");
+        let mut buf = [0; 10];
+        pool.install(|| reader.read(&mut buf)).unwrap_err()
+    });
+    let err = crate_error(err);
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                setting: "io_pool",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_far_forward_seek_into_requests_in_flight_is_hard_and_a_near_one_soft() {
+    let stats = watchdog(60, || {
+        // A slow link: the read-ahead requests stay in flight while the
+        // reader seeks.
+        let link = SimulatedLink::new(1 << 30, std::time::Duration::from_millis(200), 20 << 20);
+        let mut reader = PrefetchReader::new(link).expect("reader");
+        let mut buf = vec![0; 64 * KIB as usize];
+        for _ in 0..4 {
+            reader.read_exact(&mut buf).expect("read");
+        }
+        let near = reader.stream_position().expect("position") + 2 * MIB;
+        reader.seek(SeekFrom::Start(near)).expect("seek");
+        reader.read_exact(&mut buf).expect("read");
+        assert!(is_pattern(near, &buf));
+        let soft_after_near = reader.stats().soft_seeks;
+        // Time for the producer to issue the whole window (well past the
+        // far target) before the seek, so the far seek lands in flight.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let far = near + 40 * MIB;
+        reader.seek(SeekFrom::Start(far)).expect("seek");
+        reader.read_exact(&mut buf).expect("read");
+        assert!(is_pattern(far, &buf));
+        (soft_after_near, reader.stats())
+    });
+    let (soft_after_near, stats) = stats;
+    assert_eq!(soft_after_near, 1, "{stats:?}");
+    assert_eq!(stats.hard_seeks, 1, "{stats:?}");
+}

@@ -37,6 +37,13 @@ use crate::config::Config;
 /// they never read; more and sequential readers wait longer for full speed.
 pub(crate) const READAHEAD_AFTER_READS: u32 = 3;
 
+/// The farthest a seek forward into requests still in flight waits for
+/// them (a soft seek) rather than starting afresh at the target (a hard
+/// one): 16 MiB, as Mountpoint's `max_forward_seek_wait_distance`. Past
+/// it, waiting for a long transfer to reach the target costs more than a
+/// new request's round trip.
+pub(crate) const MAX_FORWARD_SEEK_WAIT_DISTANCE: u64 = 16 << 20;
+
 /// How many recent read sizes the running average covers, as gcsfs.
 const READ_SIZE_HISTORY: usize = 10;
 
