@@ -539,6 +539,11 @@ impl<S: RangeSource> Read for PrefetchReader<S> {
             return Ok(0);
         }
         self.begin()?;
+        if self.pos >= self.len {
+            // Nothing to read, so nothing to tell the producer: a probe
+            // of the end is no reason to read ahead.
+            return Ok(0);
+        }
         self.note_read(buf.len() as u64)?;
         let mut filled = 0;
         while filled < buf.len() {
@@ -565,7 +570,7 @@ impl<S: RangeSource> Read for PrefetchReader<S> {
 impl<S: RangeSource> BufRead for PrefetchReader<S> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         self.begin()?;
-        if self.available().is_empty() {
+        if self.available().is_empty() && self.pos < self.len {
             self.note_read(0)?;
             self.ensure(1)?;
         }

@@ -278,3 +278,25 @@ fn a_far_forward_seek_into_requests_in_flight_is_hard_and_a_near_one_soft() {
     assert_eq!(soft_after_near, 1, "{stats:?}");
     assert_eq!(stats.hard_seeks, 1, "{stats:?}");
 }
+
+#[test]
+fn reads_at_or_past_the_end_early_in_a_streak_fetch_nothing_more() {
+    let source = Arc::new(prefetch_reader::testing::CountingSource::new(
+        MemorySource::new(pattern(64 * MIB as usize)),
+    ));
+    let mut reader = PrefetchReader::new(source.clone()).expect("reader");
+    let mut buf = vec![0; 8 * KIB as usize];
+    reader.read_exact(&mut buf).expect("read");
+    let fetched = reader.stats().bytes_fetched;
+    for from in [SeekFrom::End(0), SeekFrom::End(10), SeekFrom::End(0)] {
+        reader.seek(from).expect("seek");
+        assert_eq!(reader.read(&mut buf).expect("read at the end"), 0);
+        assert!(reader.fill_buf().expect("fill_buf at the end").is_empty());
+    }
+    // Time for any read-ahead the probes set off to be issued.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let stats = reader.stats();
+    assert_eq!(stats.bytes_fetched, fetched, "{stats:?}");
+    reader.close().expect("close");
+    assert_eq!(source.call_count(), 1, "{:?}", source.calls());
+}
