@@ -25,6 +25,12 @@
 //!   downloads pinned by generation) for objects added with
 //!   [`ServerBuilder::gcs_object`]; see [`TestServer::replace_gcs_object`].
 //!
+//! It holds up against clients that hold on: a request head must arrive
+//! within [`ServerBuilder::header_timeout`] (10 s), a kept-alive connection
+//! idle for [`ServerBuilder::idle_timeout`] (60 s) is closed, and at most
+//! [`ServerBuilder::max_connections`] (256) are served at once; beyond that
+//! a connection is answered `503` at once.
+//!
 //! Dropping the [`TestServer`] stops it: the accept thread and every
 //! connection thread end within about 50 ms (open connections are shut down,
 //! and threads that sleep or wait re-check a shutdown flag that often).
@@ -114,6 +120,25 @@ const LINGER_TIME: Duration = Duration::from_millis(500);
 
 /// See [`LINGER_TIME`].
 const LINGER_BYTES: usize = 1024 * 1024;
+
+/// Default for [`ServerBuilder::header_timeout`]: 10 s for a whole request
+/// head, about what nginx allows (`client_header_timeout`), so a client
+/// that trickles a head a byte at a time (slowloris) cannot keep a thread.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default for [`ServerBuilder::idle_timeout`]: 60 s between requests on a
+/// kept-alive connection, as nginx's `keepalive_timeout` (75 s); long
+/// enough for a client's connection pool to reuse it between parts.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default for [`ServerBuilder::max_connections`]: 256 connections served
+/// at once (a thread each), far more than a reader's concurrency, few
+/// enough that one client cannot exhaust the machine's threads.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// How long the accept thread waits to write a `503` to a connection over
+/// the limit: it must never be held up by a client that does not read.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Pause after a failed `accept` (for example out of file descriptors), so a
 /// persistent error does not spin.
@@ -226,6 +251,9 @@ pub struct ServerBuilder {
     objects: Vec<(String, Vec<u8>)>,
     gcs_objects: Vec<(String, String, Vec<u8>)>,
     gcs_token: Option<String>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Default for ServerBuilder {
@@ -239,6 +267,9 @@ impl Default for ServerBuilder {
             objects: Vec::new(),
             gcs_objects: Vec::new(),
             gcs_token: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -265,6 +296,9 @@ impl fmt::Debug for ServerBuilder {
             .field("objects", &objects)
             .field("gcs_objects", &gcs_objects)
             .field("gcs_token", &self.gcs_token.as_ref().map(|_| "REDACTED"))
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -336,6 +370,40 @@ impl ServerBuilder {
         self
     }
 
+    /// How long a request head may take to arrive whole: from the
+    /// connection's accept for its first request, from the head's first
+    /// byte for later ones. A head still incomplete then gets `408` and
+    /// the connection is closed; a fresh connection that sent nothing is
+    /// just closed. Only heads are timed, never a response's body.
+    ///
+    /// Defaults to [`DEFAULT_HEADER_TIMEOUT`] (10 s).
+    pub fn header_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// How long a kept-alive connection may sit idle between a response and
+    /// the next request before the server closes it.
+    ///
+    /// Defaults to [`DEFAULT_IDLE_TIMEOUT`] (60 s).
+    pub fn idle_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Most connections served at once. A connection beyond it is answered
+    /// at once with `503 Service Unavailable`, `Retry-After: 1` and
+    /// `Connection: close` rather than queued, so a client holding many
+    /// connections open can neither take every thread nor leave others
+    /// hanging without an answer. Zero is refused by
+    /// [`ServerBuilder::build`].
+    ///
+    /// Defaults to [`DEFAULT_MAX_CONNECTIONS`] (256).
+    pub fn max_connections(&mut self, n: usize) -> &mut Self {
+        self.max_connections = n;
+        self
+    }
+
     /// The address to listen on.
     ///
     /// Defaults to `127.0.0.1:0`, a free loopback port.
@@ -352,6 +420,12 @@ impl ServerBuilder {
     /// a directory, and any error from resolving that directory, binding the
     /// address or spawning the accept thread.
     pub fn build(&self) -> io::Result<TestServer> {
+        if self.max_connections == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "test server max_connections must be at least 1",
+            ));
+        }
         if self.bandwidth == Some(0) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -391,6 +465,9 @@ impl ServerBuilder {
             store: Mutex::new(store),
             gcs: Mutex::new(gcs_store),
             gcs_token: self.gcs_token.clone(),
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
             faults: Mutex::new(VecDeque::new()),
             persistent: Mutex::new(None),
             log: Mutex::new(Vec::new()),
@@ -596,6 +673,9 @@ struct Shared {
     store: Mutex<Store>,
     gcs: Mutex<gcs::GcsStore>,
     gcs_token: Option<String>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
     faults: Mutex<VecDeque<Fault>>,
     persistent: Mutex<Option<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
@@ -686,6 +766,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             }
         };
         connections.retain(|(handle, _)| !handle.is_finished());
+        if connections.len() >= shared.max_connections {
+            refuse(stream);
+            continue;
+        }
         let clone = stream.try_clone().ok();
         let conn_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
@@ -707,6 +791,22 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     }
 }
 
+/// Answers a connection over the limit with `503` and closes it, from the
+/// accept thread, never waiting long on it.
+fn refuse(mut stream: TcpStream) {
+    log::debug!("test server: connection limit reached; answering 503");
+    let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
+    let body = "too many connections\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n\
+         Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // A client that is gone or does not read loses only its own answer.
+    let _ = stream.write_all(response.as_bytes());
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
 fn serve_connection(shared: &Shared, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
     let mut connection = Connection {
@@ -726,6 +826,8 @@ fn serve_connection(shared: &Shared, stream: TcpStream) {
 enum Head {
     Complete(Vec<u8>),
     TooLarge,
+    /// The head did not arrive whole within the header timeout.
+    TimedOut,
     /// The client closed the connection (or the server is shutting down).
     Closed,
 }
@@ -1385,9 +1487,22 @@ impl Connection<'_> {
         // Headers and body go out as separate writes; Nagle's algorithm with
         // the client's delayed ACK would add 40 ms to each response.
         self.stream.set_nodelay(true)?;
+        let mut first = true;
         loop {
-            let keep_alive = match self.read_head()? {
+            let head = self.read_head(first)?;
+            first = false;
+            let keep_alive = match head {
                 Head::Closed => return Ok(()),
+                Head::TimedOut => {
+                    self.reject(
+                        &[],
+                        BadRequest {
+                            status: 408,
+                            reason: "request head timed out",
+                        },
+                    )?;
+                    false
+                }
                 Head::TooLarge => {
                     self.reject(
                         &[],
@@ -1442,9 +1557,14 @@ impl Connection<'_> {
         }
     }
 
-    /// Reads up to the blank line ending a request head.
-    fn read_head(&mut self) -> io::Result<Head> {
+    /// Reads up to the blank line ending a request head, within the
+    /// server's deadlines: the whole head within the header timeout (from
+    /// now for a connection's `first` request, else from the head's first
+    /// byte), after at most the idle timeout of silence between requests.
+    fn read_head(&mut self, first: bool) -> io::Result<Head> {
         let mut chunk = [0; 8192];
+        let waiting_since = Instant::now();
+        let mut head_deadline = first.then(|| waiting_since + self.shared.header_timeout);
         loop {
             // Clients may send stray CRLFs between requests (RFC 9112 section 2.2).
             let skip = self
@@ -1459,6 +1579,23 @@ impl Connection<'_> {
             }
             if self.buf.len() > MAX_HEAD_BYTES {
                 return Ok(Head::TooLarge);
+            }
+            if !self.buf.is_empty() && head_deadline.is_none() {
+                head_deadline = Some(Instant::now() + self.shared.header_timeout);
+            }
+            let now = Instant::now();
+            let head_late = head_deadline.is_some_and(|deadline| now >= deadline);
+            if head_late && !self.buf.is_empty() {
+                return Ok(Head::TimedOut);
+            }
+            // Silence, on a fresh connection or between requests, is not a
+            // request to answer: just close.
+            if self.buf.is_empty() && (head_late || now >= waiting_since + self.shared.idle_timeout)
+            {
+                // The accept thread holds a clone of the stream: shut the
+                // socket down so the client sees the close now.
+                let _ = self.stream.shutdown(Shutdown::Both);
+                return Ok(Head::Closed);
             }
             match self.stream.read(&mut chunk) {
                 Ok(0) => return Ok(Head::Closed),

@@ -6,7 +6,10 @@
 pub mod http_server;
 pub mod sources;
 
-pub use http_server::{Fault, RequestRecord, ServerBuilder, TestServer};
+pub use http_server::{
+    Fault, RequestRecord, ServerBuilder, TestServer, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+};
 pub use sources::{
     fill_pattern, is_pattern, pattern, pattern_byte, BlockingSource, Call, CountingSource,
     FailingSource, Gate, ScriptedSource, SimulatedLink, Step,

@@ -19,7 +19,10 @@ Examples:
 
 Prints the URL, then serves until interrupted (Ctrl-C). A single file is
 read into memory at start; serve its folder to serve a large file from disk.
-Answers GET and HEAD with single byte ranges, ETag and Last-Modified.";
+Answers GET and HEAD with single byte ranges, ETag and Last-Modified; an
+unsatisfiable range gets 416, an invalid or multi-range one the whole body.
+A request head must arrive within 10 s, an idle connection is closed after
+60 s, and at most 256 connections are served at once (others get 503).";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
