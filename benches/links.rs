@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use prefetch_reader::testing::{
     fill_pattern, pattern, pattern_byte, CountingSource, SimulatedLink,
 };
-use prefetch_reader::{FetchContext, MemorySource, PrefetchReader, RangeSource, Stats};
+use prefetch_reader::{Advice, FetchContext, MemorySource, PrefetchReader, RangeSource, Stats};
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -624,7 +624,7 @@ fn reader(
     let started = Instant::now();
     let link = Arc::new(Traced::new(CountingSource::new(profile.link(len)), started));
     let mut builder = PrefetchReader::builder();
-    builder.concurrency(CONCURRENCY);
+    builder.concurrency(CONCURRENCY).advice(Advice::Sequential);
     if let Some(bytes) = max_prefetch {
         builder.max_prefetch(bytes);
     }
@@ -948,6 +948,7 @@ fn run_memory(scale: &Scale) {
     let started = Instant::now();
     let mut reader = PrefetchReader::builder()
         .concurrency(CONCURRENCY)
+        .advice(Advice::Sequential)
         .build(source)
         .expect("valid settings");
     let (mut total, mut ttfb) = (0, None);

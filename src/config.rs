@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
+use crate::prefetch::policy::Advice;
 use crate::reader::PrefetchReader;
 use crate::source::RangeSource;
 
@@ -42,13 +43,14 @@ pub const DEFAULT_MIN_PART_SIZE: u64 = MIB;
 /// reads make, and the memory they take beyond `max_prefetch`.
 pub const DEFAULT_MAX_PART_SIZE: u64 = 64 * MIB;
 
-/// Default smallest first request after open or a hard seek: 64 KiB.
+/// Default smallest first request after open or a hard seek: 16 KiB.
 ///
-/// Small enough that the first byte comes back in about one round trip and
-/// random reads fetch little more than they read; large enough that a
-/// reader of 8 KiB buffers makes several reads from it while read-ahead
-/// starts.
-pub const DEFAULT_FIRST_REQUEST_SIZE: u64 = 64 * KIB;
+/// Fixed rather than adapted, so what a read costs is predictable: random
+/// 4 KiB reads fetch at most 4× what they read, a small header costs one
+/// 16 KiB request, and the first byte comes back in one round trip on any
+/// link. Readers that go on reading earn larger requests from what they
+/// consume (see [`Advice::Normal`](crate::Advice::Normal)).
+pub const DEFAULT_FIRST_REQUEST_SIZE: u64 = 16 * KIB;
 
 /// Default window kept behind the reader: 1 MiB.
 ///
@@ -80,6 +82,7 @@ pub(crate) struct Config {
     pub(crate) max_part_size: u64,
     pub(crate) first_request_size: u64,
     pub(crate) window_behind: u64,
+    pub(crate) advice: Advice,
     pub(crate) io_pool: Option<Arc<ThreadPool>>,
 }
 
@@ -92,6 +95,7 @@ impl Default for Config {
             max_part_size: DEFAULT_MAX_PART_SIZE,
             first_request_size: DEFAULT_FIRST_REQUEST_SIZE,
             window_behind: DEFAULT_WINDOW_BEHIND,
+            advice: Advice::Normal,
             io_pool: None,
         }
     }
@@ -106,6 +110,7 @@ impl fmt::Debug for Config {
             .field("max_part_size", &self.max_part_size)
             .field("first_request_size", &self.first_request_size)
             .field("window_behind", &self.window_behind)
+            .field("advice", &self.advice)
             .field("io_pool", &self.io_pool.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -262,7 +267,7 @@ impl ReaderBuilder {
 
     /// Smallest first request after open or a hard seek (the read's size
     /// is rounded up to it). Defaults to [`DEFAULT_FIRST_REQUEST_SIZE`]
-    /// (64 KiB).
+    /// (16 KiB).
     pub fn first_request_size(&mut self, bytes: u64) -> &mut Self {
         self.config.first_request_size = bytes;
         self
@@ -273,6 +278,15 @@ impl ReaderBuilder {
     /// nothing.
     pub fn window_behind(&mut self, bytes: u64) -> &mut Self {
         self.config.window_behind = bytes;
+        self
+    }
+
+    /// How readers start out expecting to be read (see [`Advice`]; a
+    /// reader can change it with
+    /// [`PrefetchReader::advise`](crate::PrefetchReader::advise)). Defaults
+    /// to [`Advice::Normal`]: read-ahead in proportion to what was read.
+    pub fn advice(&mut self, advice: Advice) -> &mut Self {
+        self.config.advice = advice;
         self
     }
 

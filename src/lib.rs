@@ -64,6 +64,7 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use open::{open, open_source};
+pub use prefetch::policy::Advice;
 pub use prefetch::IO_THREADS;
 pub use reader::PrefetchReader;
 pub use redact::redact;

@@ -14,7 +14,7 @@ use crate::config::{Config, ReaderBuilder};
 use crate::error::{Error, Result};
 use crate::prefetch::block::{Block, BlockData, Charge};
 use crate::prefetch::policy::{
-    Policy, ReadSizes, ReaderState, MAX_FORWARD_SEEK_WAIT_DISTANCE, READAHEAD_AFTER_READS,
+    Advice, Policy, ReadSizes, ReaderState, MAX_FORWARD_SEEK_WAIT_DISTANCE, READAHEAD_AFTER_READS,
 };
 use crate::prefetch::producer::{Event, Frontier, Producer};
 use crate::prefetch::shared_pool;
@@ -82,6 +82,9 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     next_offset: u64,
     next_ticket: Option<u64>,
     streak: u32,
+    /// Bytes consumed in order since the last seek.
+    run: u64,
+    advice: Advice,
     read_sizes: ReadSizes,
     /// An error met after some bytes of a read were copied: returned by
     /// the next read.
@@ -187,6 +190,8 @@ impl<S: RangeSource> PrefetchReader<S> {
             next_offset: 0,
             next_ticket: None,
             streak: 0,
+            run: 0,
+            advice: config.advice,
             read_sizes: ReadSizes::default(),
             pending_error: None,
             frontier,
@@ -212,6 +217,33 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// Whether the object is empty.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Says how the object will be read, which decides how far ahead the
+    /// reader fetches (see [`Advice`]); takes effect at once.
+    /// Readers start with the builder's [`advice`](ReaderBuilder::advice),
+    /// [`Advice::Normal`] by default.
+    ///
+    /// ```
+    /// use prefetch_reader::{Advice, MemorySource, PrefetchReader};
+    /// use std::io::Read;
+    ///
+    /// let mut reader = PrefetchReader::new(MemorySource::new(vec![7; 100_000]))?;
+    /// reader.advise(Advice::Sequential);
+    /// let mut all = Vec::new();
+    /// reader.read_to_end(&mut all)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn advise(&mut self, advice: Advice) {
+        self.advice = advice;
+        if self.started && self.pos == self.buf_pos {
+            // Read-ahead that the new advice allows starts now, not at the
+            // next block. A closed reader has nothing to tell.
+            let _ = self.send(Event::Progress {
+                epoch: self.epoch,
+                reader: self.reader_state(1),
+            });
+        }
     }
 
     /// What the reader has done so far.
@@ -270,6 +302,8 @@ impl<S: RangeSource> PrefetchReader<S> {
             want: want.max(1),
             streak: self.streak,
             io_size: self.read_sizes.average(),
+            run: self.run,
+            advice: self.advice,
         }
     }
 
@@ -307,6 +341,8 @@ impl<S: RangeSource> PrefetchReader<S> {
     }
 
     fn reconcile(&mut self) {
+        // A seek ends the run: read-ahead is earned again from here.
+        self.run = 0;
         let in_buffers =
             self.started && self.pos >= self.lowest_buffered() && self.pos <= self.next_offset;
         let in_flight = self.started
@@ -526,6 +562,7 @@ impl<S: RangeSource> PrefetchReader<S> {
     }
 
     fn consume_bytes(&mut self, n: usize) {
+        self.run = self.run.saturating_add(n as u64);
         self.pos += n as u64;
         self.buf_pos = self.pos;
         Counters::add(&self.counters.bytes_delivered, n as u64);

@@ -134,6 +134,28 @@ pub(crate) struct Request {
     pub(crate) readahead: bool,
 }
 
+/// How much the reader expects to read ahead of where it is: the caller's
+/// word through [`PrefetchReader::advise`](crate::PrefetchReader::advise).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Advice {
+    /// Read ahead in proportion to what the reader consumed: after a seek,
+    /// the first request is the read's size (rounded up to
+    /// `first_request_size`); from the third read on, requests reach at
+    /// most as far ahead as the bytes read in order since the seek, so the
+    /// window doubles each time the reader catches up, up to what the link
+    /// needs and the budget allows. An idle reader sets off nothing more,
+    /// and a run of N bytes after a seek fetches about 2 N at most. The
+    /// default.
+    #[default]
+    Normal,
+    /// Fill the whole window from the first read: for whole-object reads
+    /// (`prefetch cat`, `get` and `bench` use it).
+    Sequential,
+    /// Never read ahead: each read fetches what it needs (rounded up to
+    /// `first_request_size`).
+    Random,
+}
+
 /// What the reader last said about itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct ReaderState {
@@ -145,6 +167,11 @@ pub(crate) struct ReaderState {
     pub(crate) streak: u32,
     /// Running average of its read sizes.
     pub(crate) io_size: u64,
+    /// Bytes it consumed in order since its last seek: under
+    /// [`Advice::Normal`], how far ahead of it requests may reach.
+    pub(crate) run: u64,
+    /// What it said to expect.
+    pub(crate) advice: Advice,
 }
 
 /// The scheduling state of one reader, for its current epoch (the span
@@ -238,12 +265,27 @@ impl Policy {
         self.steady_part().min(share.max(self.min_part))
     }
 
-    /// How far ahead of the reader read-ahead reaches now.
+    /// How far ahead of the reader read-ahead reaches now: one part per
+    /// connection plus the one being read, within the budget, and under
+    /// [`Advice::Normal`] no further than the reader's run.
     fn window(&self) -> u64 {
         let cap = self.max_prefetch - self.window_behind;
-        (self.concurrency as u64 + 1)
+        let full = (self.concurrency as u64 + 1)
             .saturating_mul(self.steady_part())
-            .min(cap)
+            .min(cap);
+        match self.reader.advice {
+            Advice::Normal => full.min(self.reader.run),
+            Advice::Sequential | Advice::Random => full,
+        }
+    }
+
+    /// Whether requests reach ahead of what the reader waits for.
+    fn reads_ahead(&self) -> bool {
+        match self.reader.advice {
+            Advice::Normal => self.reader.streak >= READAHEAD_AFTER_READS,
+            Advice::Sequential => true,
+            Advice::Random => false,
+        }
     }
 
     /// The size of the next demand request, for `need` bytes the reader
@@ -268,12 +310,15 @@ impl Policy {
             .pos
             .saturating_add(self.reader.want)
             .min(self.object_len);
-        let readahead = self.reader.streak >= READAHEAD_AFTER_READS;
+        let readahead = self.reads_ahead();
         let len = if self.frontier < demand_end {
-            if readahead {
-                self.readahead_part()
-            } else {
-                self.demand_part(demand_end - self.frontier)
+            let demand = self.demand_part(demand_end - self.frontier);
+            match (readahead, self.reader.advice) {
+                (false, _) => demand,
+                // What the reader waits for, grown to its run (the window
+                // it has earned), never past a read-ahead part.
+                (true, Advice::Normal) => self.readahead_part().min(demand.max(self.reader.run)),
+                (true, _) => self.readahead_part(),
             }
         } else if readahead {
             let ahead = self.frontier.saturating_sub(self.reader.pos);
@@ -318,12 +363,16 @@ mod tests {
         Policy::new(&Config::default(), len)
     }
 
+    /// A reader under [`Advice::Normal`] with an unlimited run: read-ahead
+    /// by the streak alone.
     fn state(pos: u64, want: u64, streak: u32, io_size: u64) -> ReaderState {
         ReaderState {
             pos,
             want,
             streak,
             io_size,
+            run: u64::MAX,
+            advice: Advice::Normal,
         }
     }
 
@@ -364,7 +413,7 @@ mod tests {
             trace,
             vec![Request {
                 offset: 5 * MIB,
-                len: 64 * KIB,
+                len: 16 * KIB,
                 readahead: false
             }]
         );
@@ -399,12 +448,12 @@ mod tests {
         );
         p.progress(state(16 * KIB, 8 * KIB, 3, 8 * KIB));
         let trace = drain(&mut p);
-        // The window is 17 parts from the reader; the first request already
-        // covers 48 KiB of it, and a sliver of a part is not worth a request.
+        // The window is 17 parts from the reader, whom the first request
+        // has just reached; a sliver of a part is not worth a request.
         assert_eq!(trace.len(), 16, "third read starts read-ahead");
         assert!(trace.iter().all(|r| r.readahead && r.len == MIB));
         assert!(trace.last().map_or(0, |r| r.offset + r.len) <= 16 * KIB + 17 * MIB);
-        assert_eq!(trace[0].offset, 64 * KIB);
+        assert_eq!(trace[0].offset, 16 * KIB);
     }
 
     #[test]
@@ -500,7 +549,7 @@ mod tests {
         let mut p = policy(1 << 40);
         p.restart(state(0, 8 * KIB, 1, 8 * KIB));
         assert!(p.next_request(0, p.memory_limit()).is_none());
-        assert!(p.next_request(0, p.memory_limit() - 64 * KIB).is_some());
+        assert!(p.next_request(0, p.memory_limit() - 16 * KIB).is_some());
     }
 
     #[test]

@@ -120,6 +120,13 @@ pub fn small_blocks() -> ReaderBuilder {
     builder
 }
 
+/// `builder` with full read-ahead from the first read, for tests of what
+/// happens to requests in flight.
+pub fn sequential(mut builder: ReaderBuilder) -> ReaderBuilder {
+    builder.advice(prefetch_reader::Advice::Sequential);
+    builder
+}
+
 /// The crate's error inside an `io::Error` from a read.
 pub fn crate_error(err: std::io::Error) -> prefetch_reader::Error {
     prefetch_reader::Error::from_io(err)

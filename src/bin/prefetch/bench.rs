@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prefetch_reader::testing::{fill_pattern, pattern_byte, TestServer};
-use prefetch_reader::{open_source, FetchContext, RangeSource};
+use prefetch_reader::{open_source, Advice, FetchContext, RangeSource};
 
 use crate::error::{read_error, stdout_error, Error, Result};
 use crate::options::ReadOptions;
@@ -395,6 +395,7 @@ fn plain(target: &Target, read: u64, time_box: Duration) -> Result<Row> {
 fn prefetch(target: &Target, read: u64, options: &ReadOptions) -> Result<Row> {
     let started = Instant::now();
     let mut reader = options.open(&target.location)?;
+    reader.advise(Advice::Sequential);
     let mut buf = vec![0; usize::try_from(read.min(target.len)).unwrap_or(0)];
     let (mut offset, mut reads, mut ttfb) = (0, 0, None);
     while offset < target.len {

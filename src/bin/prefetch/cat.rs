@@ -36,6 +36,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut out = stdout.lock();
     for location in &args.locations {
         let mut reader = args.read.open(location)?;
+        reader.advise(prefetch_reader::Advice::Sequential);
         let range = match args.range {
             Some(range) => range
                 .resolve(reader.len())

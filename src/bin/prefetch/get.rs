@@ -49,6 +49,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let location = args.location.as_str();
     let started = Instant::now();
     let mut reader = args.read.open(location)?;
+    reader.advise(prefetch_reader::Advice::Sequential);
     let range = match args.range {
         Some(range) => range
             .resolve(reader.len())
