@@ -3,30 +3,37 @@
 //! names a remote object goes through [`redact`], the crate's and the
 //! command's alike.
 
+use crate::source::http::percent_decode;
+
 /// What replaces a secret.
 const REDACTED: &str = "REDACTED";
 
-/// Fragments of query parameter names (compared lowercase) whose values are
-/// treated as secrets: presigned-URL signatures and credentials
-/// (`X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`,
-/// `X-Goog-Signature`, `X-Goog-Credential`, `AWSAccessKeyId`, Azure's
-/// `sig`), and the usual `token`, `access_token`, `key`, `api_key`,
-/// `secret`, `password`. Matching a fragment anywhere in the name errs on
-/// the side of hiding a harmless value rather than showing a secret.
-const SECRET_NAME_PARTS: &[&str] = &[
-    "sig",
-    "token",
-    "key",
-    "secret",
-    "passw",
-    "credential",
-    "auth",
-];
+/// Query parameter names whose values are secrets, matched whole:
+/// signatures (`sig`, Azure's SAS; `signature`), tokens, session ids,
+/// OAuth codes and API keys.
+const SECRET_NAMES: &[&str] = &["token", "sig", "signature", "session", "code", "key"];
 
-/// Whether the value of the query parameter `name` may be a secret.
+/// Parts of query parameter names whose values are secrets wherever they
+/// appear in the name: `access_token`, `client_secret`,
+/// `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`,
+/// `X-Goog-Signature`, `X-Goog-Credential`, `password`. `X-Amz-Date`,
+/// `X-Amz-Expires` and other names that merely describe a signature stay
+/// visible.
+const SECRET_NAME_PARTS: &[&str] = &["token", "secret", "signature", "credential", "password"];
+
+/// Whether the value of the query parameter `name` may be a secret. The
+/// name is compared lowercase after percent-decoding (`%74oken` is
+/// `token`). Besides [`SECRET_NAMES`] and [`SECRET_NAME_PARTS`], names
+/// ending in `_key` or `-key` and `apikey` (API keys: `api_key`,
+/// `access_key`) are secrets too.
 pub(crate) fn is_secret_param(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+    let decoded = percent_decode(&name.replace('+', " ")).unwrap_or_else(|_| name.to_owned());
+    let name = decoded.trim().to_ascii_lowercase();
+    SECRET_NAMES.contains(&name.as_str())
+        || SECRET_NAME_PARTS.iter().any(|part| name.contains(part))
+        || name.ends_with("_key")
+        || name.ends_with("-key")
+        || name == "apikey"
 }
 
 /// `location` as it may be shown in a message or a log: a URL's userinfo
@@ -131,20 +138,31 @@ mod tests {
     }
 
     #[test]
-    fn common_secret_parameters_are_redacted_whatever_their_case() {
+    fn secret_parameters_are_redacted_whatever_their_case() {
         for name in [
+            "token",
+            "TOKEN",
             "sig",
             "signature",
-            "token",
-            "access_token",
+            "Signature",
+            "session",
+            "code",
             "key",
-            "api_key",
+            "Key",
+            "access_token",
+            "id_token",
+            "client_secret",
+            "X-Amz-Signature",
+            "x-amz-signature",
+            "X-Amz-Credential",
+            "X-Amz-Security-Token",
             "X-Goog-Signature",
             "X-Goog-Credential",
-            "AWSAccessKeyId",
-            "Signature",
-            "client_secret",
             "password",
+            "db_password",
+            "api_key",
+            "apikey",
+            "access-key",
         ] {
             let url = format!("https://h/p?a=1&{name}=s3cr3t&b=2");
             assert_eq!(
@@ -153,6 +171,41 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn percent_encoded_secret_names_are_redacted() {
+        for name in [
+            "%74oken",
+            "%54OKEN",
+            "X-Amz-%53ignature",
+            "sig%6e%61ture",
+            "x%2Damz%2Dcredential",
+        ] {
+            let redacted = redact_url(&format!("https://h/p?{name}=s3cr3t"));
+            assert_eq!(redacted, format!("https://h/p?{name}=REDACTED"), "{name}");
+        }
+    }
+
+    #[test]
+    fn harmless_parameters_stay_visible() {
+        let url = "https://h/p?X-Amz-Date=20240101T000000Z&X-Amz-Expires=900\
+                   &X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-SignedHeaders=host\
+                   &keyword=rust&author=me&version=3&monkey=1&alt=media&generation=7";
+        assert_eq!(redact_url(url), url);
+    }
+
+    #[test]
+    fn userinfo_without_a_password_is_redacted_too() {
+        assert_eq!(
+            redact_url("https://alice@example.com/f"),
+            "https://REDACTED@example.com/f"
+        );
+    }
+
+    #[test]
+    fn a_parameter_without_a_value_is_left_alone() {
+        assert_eq!(redact_url("https://h/p?token&x=1"), "https://h/p?token&x=1");
     }
 
     #[test]

@@ -301,9 +301,12 @@ fn start_server(data: Vec<u8>, link: Option<(u64, u64)>) -> Result<TestServer> {
 /// read is enough to catch a block out of place).
 fn check(target: &Target, offset: u64, buf: &[u8]) -> Result<()> {
     match buf.first() {
-        Some(&byte) if target.generated && byte != pattern_byte(offset) => Err(Error::msg(
-            format_args!("{}: wrong byte at offset {offset}", target.location),
-        )),
+        Some(&byte) if target.generated && byte != pattern_byte(offset) => {
+            Err(Error::msg(format_args!(
+                "{}: wrong byte at offset {offset}",
+                prefetch_reader::redact(&target.location)
+            )))
+        }
         _ => Ok(()),
     }
 }

@@ -38,9 +38,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         let mut reader = args.read.open(location)?;
         reader.advise(prefetch_reader::Advice::Sequential);
         let range = match args.range {
-            Some(range) => range
-                .resolve(reader.len())
-                .map_err(|why| Error::msg(format_args!("{location}: {why}")))?,
+            Some(range) => range.resolve(reader.len()).map_err(|why| {
+                Error::msg(format_args!("{}: {why}", prefetch_reader::redact(location)))
+            })?,
             None => 0..reader.len(),
         };
         match copy_range(&mut reader, range, &mut out, |_| {}) {
@@ -48,7 +48,11 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             Err(CopyError::Write(err)) => return Err(stdout_error(err)),
             Err(CopyError::Read(err)) => return Err(read_error(location, err)),
         }
-        log::info!("{location}: {:?}", reader.stats());
+        log::info!(
+            "{}: {:?}",
+            prefetch_reader::redact(location),
+            reader.stats()
+        );
     }
     out.flush().map_err(stdout_error)
 }

@@ -43,7 +43,8 @@ impl From<prefetch_reader::Error> for Error {
 }
 
 /// The message of an error that came out of a reader: the library's own
-/// error when it carries one (it names the object), else `object: error`.
+/// error when it carries one (it names the object), else `object: error`
+/// with the object's location redacted.
 pub(crate) fn read_error(object: &str, err: io::Error) -> Error {
     let carries_ours = err
         .get_ref()
@@ -51,7 +52,7 @@ pub(crate) fn read_error(object: &str, err: io::Error) -> Error {
     if carries_ours {
         Error::from(prefetch_reader::Error::from_io(err))
     } else {
-        Error::msg(format_args!("{object}: {err}"))
+        Error::msg(format_args!("{}: {err}", prefetch_reader::redact(object)))
     }
 }
 

@@ -51,9 +51,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let mut reader = args.read.open(location)?;
     reader.advise(prefetch_reader::Advice::Sequential);
     let range = match args.range {
-        Some(range) => range
-            .resolve(reader.len())
-            .map_err(|why| Error::msg(format_args!("{location}: {why}")))?,
+        Some(range) => range.resolve(reader.len()).map_err(|why| {
+            Error::msg(format_args!("{}: {why}", prefetch_reader::redact(location)))
+        })?,
         None => 0..reader.len(),
     };
     let total = range.end - range.start;
@@ -83,7 +83,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         stats.requests,
         stats.retries
     );
-    log::info!("{location}: {stats:?}");
+    log::info!("{}: {stats:?}", prefetch_reader::redact(location));
     Ok(())
 }
 

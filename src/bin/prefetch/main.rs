@@ -37,7 +37,10 @@ objects, file:// URLs and local paths.";
 #[derive(Debug, Parser)]
 #[command(name = "prefetch", version, after_help = EXAMPLES)]
 struct Cli {
-    /// Log more to stderr (-v: what is done, -vv: each request, -vvv: everything).
+    /// Log more to stderr (-v: what is done, -vv: each request, -vvv:
+    /// everything of this program's). Locations are always shown with
+    /// secrets redacted; the HTTP and TLS libraries log warnings only, even
+    /// with RUST_LOG, as their traces carry credentials.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
@@ -119,9 +122,15 @@ fn parse_args() -> Cli {
     std::process::exit(2)
 }
 
+/// Libraries whose logs carry what must never be shown (ureq's and
+/// rustls's traces dump request lines with presigned URLs and
+/// `Authorization` headers): held at `warn` whatever `-v` or `RUST_LOG`
+/// say. A name matches every module it prefixes (`ureq` covers
+/// `ureq_proto`).
+const QUIET_LIBRARIES: &[&str] = &["ureq", "rustls", "webpki", "http", "h2", "hyper"];
+
 /// Warnings always (an unpinned object, say); more of this crate's with
-/// each `-v`, and of every library (the HTTP client's) from `-vvv`.
-/// `RUST_LOG` adds to it.
+/// each `-v`. `RUST_LOG` adds to it, except for [`QUIET_LIBRARIES`].
 fn init_logging(verbose: u8) {
     use log::LevelFilter;
     use std::io::Write as _;
@@ -130,13 +139,20 @@ fn init_logging(verbose: u8) {
         0 => (LevelFilter::Warn, LevelFilter::Warn),
         1 => (LevelFilter::Info, LevelFilter::Warn),
         2 => (LevelFilter::Debug, LevelFilter::Warn),
-        _ => (LevelFilter::Trace, LevelFilter::Trace),
+        _ => (LevelFilter::Trace, LevelFilter::Warn),
     };
-    env_logger::Builder::new()
+    let mut builder = env_logger::Builder::new();
+    builder
         .filter_level(others)
         // Matches this program's modules and the library's (`prefetch_reader`).
         .filter_module("prefetch", ours)
-        .parse_default_env()
+        .parse_default_env();
+    // After RUST_LOG, so it cannot lift them: a later directive for the
+    // same module replaces the earlier one.
+    for library in QUIET_LIBRARIES {
+        builder.filter_module(library, LevelFilter::Warn);
+    }
+    builder
         .format(|buf, record| {
             writeln!(
                 buf,

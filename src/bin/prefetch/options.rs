@@ -72,7 +72,11 @@ impl ReadOptions {
     /// Opens `location` (a URL or a path) and makes a reader over it.
     pub(crate) fn open(&self, location: &str) -> Result<PrefetchReader> {
         let source = open_source(location)?;
-        log::info!("{location}: {} bytes", source.len());
+        log::info!(
+            "{}: {} bytes",
+            prefetch_reader::redact(location),
+            source.len()
+        );
         Ok(self.builder().build(source)?)
     }
 }
