@@ -48,6 +48,7 @@
 
 mod config;
 mod error;
+mod escape;
 mod open;
 mod prefetch;
 mod reader;

@@ -2,6 +2,8 @@
 //! what reading needs: size and generation (int64 values, which the API
 //! sends as strings), the checksums, the etag and the stored encoding.
 
+use crate::escape::escape_control;
+
 use serde::Deserialize;
 
 /// What opening learns about an object.
@@ -48,7 +50,12 @@ impl Int64 {
                 .parse()
                 .ok()
                 .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| format!("`{field}` is `{text}`, not a non-negative integer")),
+                .ok_or_else(|| {
+                    format!(
+                        "`{field}` is `{}`, not a non-negative integer",
+                        escape_control(text)
+                    )
+                }),
         }
     }
 }
@@ -60,8 +67,12 @@ impl Int64 {
 /// What is wrong, for a message: not JSON, or `size` or `generation`
 /// missing or not a non-negative integer.
 pub(crate) fn parse_metadata(body: &[u8]) -> Result<ObjectMetadata, String> {
-    let resource: Resource = serde_json::from_slice(body)
-        .map_err(|err| format!("the metadata is not an object resource: {err}"))?;
+    let resource: Resource = serde_json::from_slice(body).map_err(|err| {
+        format!(
+            "the metadata is not an object resource: {}",
+            escape_control(&err.to_string())
+        )
+    })?;
     let required = |field: Option<&Int64>, name: &str| {
         field
             .ok_or_else(|| format!("the metadata has no `{name}`"))?

@@ -16,6 +16,7 @@ use super::response::{
 use super::retry::parse_retry_after;
 use super::{header_str, Failure, HttpSource, ERROR_BODY_LIMIT};
 use crate::error::{Error, Result};
+use crate::escape::escape_control;
 
 impl HttpSource {
     /// Checks a 206: encoding, `Content-Range` (total first: a different
@@ -282,7 +283,7 @@ impl HttpSource {
             {
                 Error::TimedOut {
                     object: self.location.clone(),
-                    detail: format!("{what}: {err}"),
+                    detail: format!("{what}: {}", escape_control(&err.to_string())),
                 }
             }
             ureq::Error::Io(err) => Error::io(context(), err),
@@ -359,7 +360,13 @@ fn server_message(
             return (excerpt(message.as_bytes()), None);
         }
     }
-    match xml_error(&bytes) {
+    let xml = xml_error(&bytes).map(|(code, message)| {
+        (
+            escape_control(&code).into_owned(),
+            excerpt(message.as_bytes()),
+        )
+    });
+    match xml {
         Some((code, message)) if message.is_empty() => (code.clone(), Some((code, message))),
         Some((code, message)) => (format!("{code}: {message}"), Some((code, message))),
         None => (excerpt(&bytes), None),

@@ -2,6 +2,8 @@
 //! `Last-Modified`) and the length, each parsed strictly so a response that
 //! does not match the request is caught before a byte of it is used.
 
+use crate::escape::escape_control;
+
 /// A parsed `Content-Range` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ContentRange {
@@ -79,7 +81,8 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
     /// Characters of a server's error message kept in ours.
     const MAX_CHARS: usize = 200;
     let text = String::from_utf8_lossy(body);
-    let mut out: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let out: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = escape_control(&out).into_owned();
     if out.chars().count() > MAX_CHARS {
         out = out.chars().take(MAX_CHARS).collect();
         out.push('…');
