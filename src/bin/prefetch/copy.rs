@@ -20,7 +20,7 @@ pub(crate) enum CopyError {
 ///
 /// A read error (including an object shorter than its range), or a write
 /// error.
-pub(crate) fn copy_range<R: BufRead + Seek, W: Write>(
+pub(crate) fn copy_range<R: BufRead + Seek, W: Write + ?Sized>(
     reader: &mut R,
     range: Range<u64>,
     out: &mut W,

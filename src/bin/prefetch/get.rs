@@ -1,15 +1,16 @@
 //! `prefetch get`: an object to a file, whole or not at all.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::copy::{copy_range, CopyError};
 use crate::error::{read_error, Error, Result};
+use crate::interrupt;
 use crate::options::ReadOptions;
+use crate::output::Output;
 use crate::range::ByteRange;
 use crate::units::{human_size, mib_per_sec};
 
@@ -20,8 +21,12 @@ Examples:
   prefetch get --range 0-1048575 https://example.com/big.bin -o first-mib.bin
 
 The object is written to a temporary file next to FILE, renamed to FILE
-only once complete: a failed or interrupted download never leaves a partial
-FILE.";
+only once complete: a failed or interrupted download (SIGINT exits 130,
+SIGTERM 143) never leaves a partial FILE, nor the temporary file. A FILE
+that exists keeps its permissions (and owner, where allowed); a symlink is
+written through to its target. A FIFO or a device (/dev/null) is written
+in place, never replaced; a directory or socket is refused. `-o -` writes
+to standard output.";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -29,7 +34,8 @@ pub(crate) struct Args {
     #[arg(value_name = "LOCATION")]
     location: String,
 
-    /// Where to write it (replaced if it exists).
+    /// Where to write it: a file (replaced whole once complete, keeping its
+    /// mode), a FIFO or device (written in place), or - for stdout.
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
 
@@ -58,18 +64,22 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     let total = range.end - range.start;
 
-    let mut partial = PartialFile::create(&args.output)?;
+    let mut output = Output::open(&args.output)?;
+    if let Output::Replace(partial) = &output {
+        interrupt::remove_on_interrupt(partial.temp_path());
+    }
     let progress = progress_bar(total);
-    let copied = copy_range(&mut reader, range, &mut partial.file, |n| {
+    let copied = copy_range(&mut reader, range, output.writer(), |n| {
         progress.set_position(n)
     });
     progress.finish_and_clear();
     let copied = match copied {
         Ok(n) => n,
         Err(CopyError::Read(err)) => return Err(read_error(location, err)),
-        Err(CopyError::Write(err)) => return Err(partial.write_error(err)),
+        Err(CopyError::Write(err)) => return Err(output.write_error(err)),
     };
-    partial.persist()?;
+    output.finish()?;
+    interrupt::keep_on_interrupt();
 
     let elapsed = started.elapsed().as_secs_f64();
     let stats = reader.stats();
@@ -77,7 +87,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let _ = writeln!(
         io::stderr(),
         "{}: {copied} bytes ({}) in {elapsed:.2} s, {:.1} MiB/s, {} requests, {} retries",
-        args.output.display(),
+        output.name(),
         human_size(copied),
         mib_per_sec(copied, elapsed),
         stats.requests,
@@ -101,89 +111,4 @@ fn progress_bar(total: u64) -> ProgressBar {
     }
     bar.enable_steady_tick(PROGRESS_TICK);
     bar
-}
-
-/// The file being written: a hidden temporary next to the destination, so
-/// the rename is atomic (same file system), removed unless it is persisted.
-struct PartialFile {
-    file: File,
-    path: PathBuf,
-    destination: PathBuf,
-    persisted: bool,
-}
-
-impl PartialFile {
-    fn create(destination: &Path) -> Result<PartialFile> {
-        let name = destination.file_name().ok_or_else(|| {
-            Error::msg(format_args!(
-                "{}: not a file name to write to",
-                destination.display()
-            ))
-        })?;
-        let folder = match destination.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        if destination.is_dir() {
-            return Err(Error::msg(format_args!(
-                "{}: is a directory",
-                destination.display()
-            )));
-        }
-        let pid = std::process::id();
-        let mut attempt = 0u32;
-        loop {
-            let mut temp = std::ffi::OsString::from(".");
-            temp.push(name);
-            temp.push(format!(".{pid}-{attempt}.part"));
-            let path = folder.join(temp);
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => {
-                    return Ok(PartialFile {
-                        file,
-                        path,
-                        destination: destination.to_owned(),
-                        persisted: false,
-                    })
-                }
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists && attempt < 100 => {
-                    attempt += 1;
-                }
-                Err(err) => {
-                    return Err(Error::msg(format_args!(
-                        "cannot create a file in {}: {err}",
-                        folder.display()
-                    )))
-                }
-            }
-        }
-    }
-
-    fn write_error(&self, err: io::Error) -> Error {
-        Error::msg(format_args!(
-            "cannot write {}: {err}",
-            self.destination.display()
-        ))
-    }
-
-    /// Flushes the bytes to disk and renames the file into place.
-    fn persist(&mut self) -> Result<()> {
-        self.file
-            .flush()
-            .and_then(|()| self.file.sync_all())
-            .map_err(|err| self.write_error(err))?;
-        fs::rename(&self.path, &self.destination).map_err(|err| self.write_error(err))?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            if let Err(err) = fs::remove_file(&self.path) {
-                log::warn!("cannot remove {}: {err}", self.path.display());
-            }
-        }
-    }
 }
