@@ -20,7 +20,7 @@ pub(crate) enum Output {
     /// A FIFO or a device: opened for writing and written in place.
     InPlace { file: File, path: PathBuf },
     /// A regular file, new or replaced whole once the bytes are complete.
-    Replace(PartialFile),
+    Replace(Box<PartialFile>),
 }
 
 impl Output {
@@ -36,9 +36,10 @@ impl Output {
         }
         let target = follow_symlinks(path)?;
         match fs::metadata(&target) {
-            Ok(meta) if meta.is_file() => {
-                Ok(Output::Replace(PartialFile::create(&target, Some(meta))?))
-            }
+            Ok(meta) if meta.is_file() => Ok(Output::Replace(Box::new(PartialFile::create(
+                &target,
+                Some(meta),
+            )?))),
             Ok(meta) if meta.is_dir() => Err(Error::msg(format_args!(
                 "{}: is a directory",
                 path.display()
@@ -59,9 +60,9 @@ impl Output {
                 "{}: not a regular file, FIFO or device (a socket?): refusing to write to it",
                 path.display()
             ))),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                Ok(Output::Replace(PartialFile::create(&target, None)?))
-            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Output::Replace(Box::new(
+                PartialFile::create(&target, None)?,
+            ))),
             Err(err) => Err(Error::msg(format_args!("{}: {err}", path.display()))),
         }
     }
