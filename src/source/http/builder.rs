@@ -48,7 +48,8 @@ impl HttpSourceBuilder {
     }
 
     /// Sends the header `name: value` with every request (added to those
-    /// set before). Checked when a source is opened.
+    /// set before). Checked when a source is opened. Sent only to the
+    /// origin of the URL opened, never after a redirect to another origin.
     pub fn header(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -56,7 +57,8 @@ impl HttpSourceBuilder {
 
     /// Sends `Authorization: Bearer TOKEN` with every request. Never shown
     /// in messages or `Debug` output. Takes the place of credentials in
-    /// the URL's userinfo (which are otherwise sent as Basic auth).
+    /// the URL's userinfo (which are otherwise sent as Basic auth). Like
+    /// userinfo credentials, sent only to the origin of the URL opened.
     pub fn bearer_token(&mut self, token: impl Into<String>) -> &mut Self {
         self.bearer_token = Some(token.into());
         self
@@ -99,7 +101,9 @@ impl HttpSourceBuilder {
     /// settings), used as it is: its connection pool is not resized to the
     /// reader's concurrency, so give it at least that many idle connections
     /// per host. Statuses are read as answers whatever its
-    /// `http_status_as_error`. By default the source makes its own agent.
+    /// `http_status_as_error`. Redirects are followed by the source, not
+    /// the agent, so the redirect policy of [`HttpSource`] holds for any
+    /// agent. By default the source makes its own agent.
     pub fn agent(&mut self, agent: Agent) -> &mut Self {
         self.agent = Some(agent);
         self
@@ -197,6 +201,7 @@ impl HttpSourceBuilder {
         };
         Ok(HttpSource {
             url: request_url,
+            resolved: Mutex::new(None),
             hooks,
             location,
             len: 0,

@@ -24,7 +24,6 @@
 //! of the object (`open_at_version`), which pins reads in place of a
 //! precondition header.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -40,6 +39,7 @@ use crate::error::{Error, Result};
 
 mod builder;
 mod checks;
+mod redirect;
 mod response;
 mod retry;
 mod url;
@@ -108,6 +108,15 @@ const ERROR_BODY_LIMIT: u64 = 1024;
 ///   (resuming at the first missing byte) as its [`RetryPolicy`] says,
 ///   honouring `Retry-After`; never other 4xx.
 /// - Keeps a keep-alive connection pool sized to the reader's concurrency.
+/// - Follows up to ten redirects itself (301, 302, 303, 307, 308; every hop
+///   keeps the method and range). Refuses a redirect from `https` to
+///   `http`, to another scheme, or to a URL with userinfo
+///   ([`Error::InvalidResponse`]). Headers set on the builder, the bearer
+///   token and userinfo credentials go only to the origin (scheme, host and
+///   port) of the URL opened: once a hop leaves it, only `User-Agent` and
+///   the request's own headers are sent. The URL redirected to is
+///   remembered for later reads; a 401, 403, 404 or 410 from it (an expired
+///   presigned URL) resolves the redirect once more from the URL opened.
 ///
 /// Messages name the URL with its userinfo and secret-looking query values
 /// (signatures, tokens, keys) redacted; the bearer token never appears.
@@ -131,6 +140,9 @@ pub struct HttpSource {
     hooks: Option<Arc<dyn RequestHooks>>,
     /// The URL for messages, secrets redacted.
     location: String,
+    /// Where the open's redirects led (when that is not `url`): reads go
+    /// straight there, with no redirect per part.
+    resolved: Mutex<Option<String>>,
     len: u64,
     etag: Option<String>,
     last_modified: Option<String>,
@@ -306,6 +318,7 @@ impl HttpSource {
         version: VersionInUrl,
     ) -> Result<()> {
         self.url = url::parse_http_url(url)?.request_url;
+        *self.resolved.get_mut() = None;
         self.len = len;
         self.etag = None;
         self.last_modified = None;
@@ -608,7 +621,9 @@ impl HttpSource {
         self.send_as(agent, method, range, pinned, what)
     }
 
-    /// [`send`](Self::send), naming the request `what` in messages.
+    /// [`send`](Self::send), naming the request `what` in messages, and
+    /// following redirects as [`redirect`] says: the caller's headers and
+    /// credentials go to the first URL's origin only.
     fn send_as(
         &self,
         agent: &Agent,
@@ -617,16 +632,81 @@ impl HttpSource {
         pinned: bool,
         what: String,
     ) -> Result<Response<Body>, Failure> {
-        let url = match &self.hooks {
-            Some(hooks) => Cow::Owned(hooks.url(&method)?),
-            None => Cow::Borrowed(self.url.as_str()),
+        let (first, mut url) = match &self.hooks {
+            Some(hooks) => {
+                let url = hooks.url(&method)?;
+                (url.clone(), url)
+            }
+            None => {
+                let resolved = self.resolved.lock().clone();
+                (
+                    self.url.clone(),
+                    resolved.unwrap_or_else(|| self.url.clone()),
+                )
+            }
         };
-        let mut request = if method == Method::HEAD {
-            agent.head(url.as_ref())
+        let mut foreign = !redirect::same_origin(&first, &url);
+        for _ in 0..=redirect::MAX_REDIRECTS {
+            let response = self.send_once(agent, &method, &url, range, pinned, foreign, &what)?;
+            let status = response.status().as_u16();
+            let location = header_str(&response, header::LOCATION).map(str::to_owned);
+            let Some(location) = location.filter(|_| redirect::is_redirect(status)) else {
+                if self.hooks.is_none() && url != self.url && status < 300 {
+                    *self.resolved.lock() = Some(url);
+                }
+                return Ok(response);
+            };
+            let next = redirect::next_url(&url, &location).map_err(|why| {
+                self.invalid(format!(
+                    "{what}: {status} redirect to `{}`: {why}",
+                    redact_url(&location)
+                ))
+            })?;
+            log::debug!(
+                "{what} {}: {status} redirect to {}",
+                redact_url(&url),
+                redact_url(&next)
+            );
+            foreign |= !redirect::same_origin(&url, &next);
+            url = next;
+        }
+        Err(self
+            .invalid(format!(
+                "{what}: more than {} redirects",
+                redirect::MAX_REDIRECTS
+            ))
+            .into())
+    }
+
+    /// Forgets where the open's redirects led, so that the next request
+    /// starts again from the URL given; whether there was anything to
+    /// forget.
+    fn forget_resolved(&self) -> bool {
+        self.resolved.lock().take().is_some()
+    }
+
+    /// One request to `url`, no redirect followed; with the caller's
+    /// headers and credentials unless the chain went to a `foreign` origin.
+    #[allow(clippy::too_many_arguments, reason = "one request's every part")]
+    fn send_once(
+        &self,
+        agent: &Agent,
+        method: &Method,
+        url: &str,
+        range: Option<(u64, u64)>,
+        pinned: bool,
+        foreign: bool,
+        what: &str,
+    ) -> Result<Response<Body>, Failure> {
+        let mut request = if *method == Method::HEAD {
+            agent.head(url)
         } else {
-            agent.get(url.as_ref())
+            agent.get(url)
         };
         for (name, value) in &self.headers {
+            if foreign && name != header::USER_AGENT {
+                continue;
+            }
             request = request.header(name, value);
         }
         request = request.header(header::ACCEPT_ENCODING, "identity");
@@ -638,8 +718,12 @@ impl HttpSource {
                 request = request.header(name, value);
             }
         }
-        // Statuses are answers to read (headers and all), not errors.
-        let mut config = request.config().http_status_as_error(false);
+        // Statuses are answers to read (headers and all), not errors; and
+        // redirects are ours to follow, whatever the agent's settings.
+        let mut config = request
+            .config()
+            .http_status_as_error(false)
+            .max_redirects(0);
         if let Some(timeout) = self.connect_timeout {
             config = config.timeout_connect(Some(timeout));
         }
@@ -649,7 +733,7 @@ impl HttpSource {
         config
             .build()
             .call()
-            .map_err(|err| self.transport_error(err, &what).into())
+            .map_err(|err| self.transport_error(err, what).into())
     }
 
     fn truncated(&self, offset: u64, expected: usize, received: usize) -> Error {
@@ -690,7 +774,17 @@ impl RangeSource for HttpSource {
         }
         let agent = self.agent();
         let mut filled = 0;
-        self.with_retries(ctx, || self.fetch(&agent, offset, buf, &mut filled, ctx))
+        let result = self.with_retries(ctx, || self.fetch(&agent, offset, buf, &mut filled, ctx));
+        match result {
+            // Where the open was redirected (a presigned URL, say) may have
+            // expired: ask the URL given again, once.
+            Err(Error::NotFound { .. } | Error::PermissionDenied { .. })
+                if self.forget_resolved() =>
+            {
+                self.with_retries(ctx, || self.fetch(&agent, offset, buf, &mut filled, ctx))
+            }
+            other => other,
+        }
     }
 
     /// Grows the source's own connection pool to `concurrency`; a caller's
@@ -742,6 +836,7 @@ impl fmt::Debug for HttpSource {
 fn own_agent(pool_size: usize) -> Agent {
     Agent::config_builder()
         .http_status_as_error(false)
+        .max_redirects(0)
         .max_idle_connections(pool_size)
         .max_idle_connections_per_host(pool_size)
         .build()
