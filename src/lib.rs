@@ -64,7 +64,7 @@ pub use config::{
     MAX_PART_SIZE_LIMIT, MAX_SETTING_BYTES,
 };
 pub use error::{Error, Result};
-pub use open::{open, open_source};
+pub use open::{open, open_source, OpenOptions};
 pub use prefetch::policy::Advice;
 pub use prefetch::IO_THREADS;
 pub use reader::PrefetchReader;

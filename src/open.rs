@@ -1,12 +1,16 @@
 //! [`open`] and [`open_source`]: a reader or a source from a location
-//! string, whatever its scheme.
+//! string, whatever its scheme; [`OpenOptions`] for the same with chosen
+//! network timeouts.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::reader::PrefetchReader;
 use crate::source::http::{percent_decode, redact_url};
 use crate::source::{FileSource, GcsSource, HttpSource, RangeSource, S3Source};
+#[cfg(doc)]
+use crate::source::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
 
 /// Opens `location` and returns a reader over it with every default
 /// setting: the one reader type for every kind of location
@@ -39,6 +43,8 @@ pub fn open(location: &str) -> Result<PrefetchReader> {
 /// - `file:///path` (or `file://localhost/path`): a [`FileSource`];
 /// - anything without `scheme://`: a local path, as a [`FileSource`].
 ///
+/// [`OpenOptions::open_source`] does the same with chosen timeouts.
+///
 /// ```
 /// use prefetch_reader::{open_source, PrefetchReader};
 ///
@@ -57,12 +63,122 @@ pub fn open(location: &str) -> Result<PrefetchReader> {
 /// a malformed URL (naming what is wrong), and the errors of opening the
 /// object.
 pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
-    Ok(match parse_location(location)? {
-        Location::Http => Box::new(HttpSource::open(location)?),
-        Location::Gcs => Box::new(GcsSource::open(location)?),
-        Location::S3 => Box::new(S3Source::open(location)?),
-        Location::Path(path) => Box::new(FileSource::open(path)?),
-    })
+    OpenOptions::new().open_source(location)
+}
+
+/// Settings for opening a location: [`open`] and [`open_source`] with
+/// chosen network timeouts. The timeouts apply to HTTP(S), `gs://` and
+/// `s3://` locations (a local file has none); every other setting of those
+/// sources is its default, as with [`open_source`].
+///
+/// ```no_run
+/// use prefetch_reader::OpenOptions;
+/// use std::time::Duration;
+///
+/// let source = OpenOptions::new()
+///     .connect_timeout(Duration::from_secs(3))
+///     .read_timeout(Duration::from_millis(2500))
+///     .open_source("https://example.com/big.bin")?;
+/// # Ok::<(), prefetch_reader::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    connect_timeout: Option<Duration>,
+    read_timeout: Option<Duration>,
+}
+
+impl OpenOptions {
+    /// Every setting at its default: the same as [`open_source`].
+    pub fn new() -> OpenOptions {
+        OpenOptions::default()
+    }
+
+    /// How long connecting to a server may take before the attempt is
+    /// [`Error::TimedOut`] (and retried). Defaults to
+    /// [`DEFAULT_CONNECT_TIMEOUT`] (10 s). Must be more than zero.
+    pub fn connect_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a response may stall (no byte of headers or body arriving)
+    /// before it is [`Error::TimedOut`] (and retried). Defaults to
+    /// [`DEFAULT_READ_TIMEOUT`] (30 s). Must be more than zero.
+    pub fn read_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.read_timeout = Some(timeout);
+        self
+    }
+
+    /// Opens `location` and returns a reader over it with every default
+    /// reader setting; see [`open`].
+    ///
+    /// # Errors
+    ///
+    /// Those of [`open_source`](Self::open_source), and [`Error::Io`] if
+    /// the reader cannot start.
+    pub fn open(&self, location: &str) -> Result<PrefetchReader> {
+        PrefetchReader::new(self.open_source(location)?)
+    }
+
+    /// Opens the object at `location` as a boxed [`RangeSource`] with these
+    /// timeouts; which source a location gets is as in [`open_source`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a zero timeout, and the errors of
+    /// [`open_source`].
+    pub fn open_source(&self, location: &str) -> Result<Box<dyn RangeSource>> {
+        self.check()?;
+        Ok(match parse_location(location)? {
+            Location::Http => {
+                let mut builder = HttpSource::builder();
+                if let Some(timeout) = self.connect_timeout {
+                    builder.connect_timeout(timeout);
+                }
+                if let Some(timeout) = self.read_timeout {
+                    builder.read_timeout(timeout);
+                }
+                Box::new(builder.open(location)?)
+            }
+            Location::Gcs => {
+                let mut builder = GcsSource::builder();
+                if let Some(timeout) = self.connect_timeout {
+                    builder.connect_timeout(timeout);
+                }
+                if let Some(timeout) = self.read_timeout {
+                    builder.read_timeout(timeout);
+                }
+                Box::new(builder.open(location)?)
+            }
+            Location::S3 => {
+                let mut builder = S3Source::builder();
+                if let Some(timeout) = self.connect_timeout {
+                    builder.connect_timeout(timeout);
+                }
+                if let Some(timeout) = self.read_timeout {
+                    builder.read_timeout(timeout);
+                }
+                Box::new(builder.open(location)?)
+            }
+            Location::Path(path) => Box::new(FileSource::open(path)?),
+        })
+    }
+
+    /// A zero timeout would fail every request at once.
+    fn check(&self) -> Result<()> {
+        for (setting, timeout) in [
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+        ] {
+            if timeout == Some(Duration::ZERO) {
+                return Err(Error::InvalidConfig {
+                    setting,
+                    reason: "must be more than zero".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a location names.
@@ -223,6 +339,35 @@ mod tests {
     fn a_known_scheme_without_slashes_is_malformed() {
         assert!(reason("http:/host/x").contains("expected `http://`"));
         assert!(reason("https:host").contains("expected `https://`"));
+    }
+
+    #[test]
+    fn a_zero_timeout_is_invalid_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, b"abc").unwrap();
+        let location = path.to_str().unwrap();
+        for (options, name) in [
+            (
+                OpenOptions::new().connect_timeout(Duration::ZERO).clone(),
+                "connect_timeout",
+            ),
+            (
+                OpenOptions::new().read_timeout(Duration::ZERO).clone(),
+                "read_timeout",
+            ),
+        ] {
+            match options.open_source(location) {
+                Err(Error::InvalidConfig { setting, .. }) => assert_eq!(setting, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        let source = OpenOptions::new()
+            .connect_timeout(Duration::from_millis(1500))
+            .read_timeout(Duration::from_secs(1))
+            .open_source(location)
+            .unwrap();
+        assert_eq!(source.len(), 3);
     }
 
     #[test]

@@ -4,7 +4,8 @@ use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
+use prefetch_reader::StatsHandle;
 
 use crate::copy::{copy_range, CopyError};
 use crate::error::{read_error, Error, Result};
@@ -68,9 +69,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if let Output::Replace(partial) = &output {
         interrupt::remove_on_interrupt(partial.temp_path());
     }
-    let progress = progress_bar(total);
-    let copied = copy_range(&mut reader, range, output.writer(), |n| {
-        progress.set_position(n)
+    let progress = progress_bar(total, reader.stats_handle());
+    // The position is bytes written in order; the bar's `received` figure
+    // reads the reader's counters at every redraw, so it moves while parts
+    // arrive out of order and nothing can be written yet.
+    let copied = copy_range(&mut reader, range, output.writer(), |written| {
+        progress.set_position(written)
     });
     progress.finish_and_clear();
     let copied = match copied {
@@ -86,10 +90,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     // The file is in place: a closed stderr is no reason to fail now.
     let _ = writeln!(
         io::stderr(),
-        "{}: {copied} bytes ({}) in {elapsed:.2} s, {:.1} MiB/s, {} requests, {} retries",
+        "{}: {copied} bytes written ({}) in {elapsed:.2} s, {:.1} MiB/s, {} bytes received, \
+         {} requests, {} retries",
         output.name(),
         human_size(copied),
         mib_per_sec(copied, elapsed),
+        stats.bytes_fetched,
         stats.requests,
         stats.retries
     );
@@ -97,17 +103,23 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-/// A bar with bytes, rate and ETA on stderr when it is a terminal; nothing
-/// otherwise (a log or a pipe has no use for redraws).
-fn progress_bar(total: u64) -> ProgressBar {
+/// A bar on stderr when it is a terminal (nothing otherwise: a log or a
+/// pipe has no use for redraws): bytes written in order of `total`, rate
+/// and ETA, and the bytes received from the source so far (read from
+/// `stats` at every redraw, so the figure moves even while the next byte
+/// to write has not arrived).
+fn progress_bar(total: u64, stats: StatsHandle) -> ProgressBar {
     if !io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);
     if let Ok(style) = ProgressStyle::with_template(
-        "{wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        "{wide_bar} {bytes}/{total_bytes} written, {received} {binary_bytes_per_sec} ETA {eta}",
     ) {
-        bar.set_style(style);
+        let received = move |_: &ProgressState, out: &mut dyn std::fmt::Write| {
+            let _ = write!(out, "received {}", human_size(stats.get().bytes_fetched));
+        };
+        bar.set_style(style.with_key("received", received));
     }
     bar.enable_steady_tick(PROGRESS_TICK);
     bar

@@ -1,15 +1,18 @@
 //! The settings every reading command takes, and opening a location with
 //! them.
 
+use std::time::Duration;
+
 use prefetch_reader::{
-    open_source, PrefetchReader, ReaderBuilder, DEFAULT_CONCURRENCY, DEFAULT_MIN_PART_SIZE,
-    DEFAULT_WINDOW_BEHIND,
+    OpenOptions, PrefetchReader, RangeSource, ReaderBuilder, DEFAULT_CONCURRENCY,
+    DEFAULT_MIN_PART_SIZE, DEFAULT_WINDOW_BEHIND, MAX_CONCURRENCY,
 };
 
 use crate::error::Result;
 use crate::units::{parse_size, short_size};
 
-/// `--concurrency` and `--max-prefetch`.
+/// `--concurrency`, `--max-prefetch`, `--connect-timeout` and
+/// `--read-timeout`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ReadOptions {
     /// Most range requests in flight at once.
@@ -22,12 +25,22 @@ pub(crate) struct ReadOptions {
     #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_PREFETCH_FLAG,
           value_parser = parse_max_prefetch)]
     pub(crate) max_prefetch: u64,
-}
 
-/// The largest `--concurrency`: well past what one reader can use (the
-/// shared I/O pool has `IO_THREADS`), low enough that a typo does not
-/// start a hundred thousand threads.
-const MAX_CONCURRENCY: usize = 1024;
+    /// Seconds connecting to a server may take before the attempt times out
+    /// (and is retried), e.g. 2.5; HTTP(S), gs:// and s3:// locations.
+    #[arg(long, value_name = "SECS", default_value = DEFAULT_CONNECT_TIMEOUT_FLAG,
+          allow_negative_numbers = true,
+          value_parser = parse_timeout)]
+    pub(crate) connect_timeout: Duration,
+
+    /// Seconds a response may stall (no byte arriving) before the request
+    /// times out (and is retried), e.g. 0.5; HTTP(S), gs:// and s3://
+    /// locations.
+    #[arg(long, value_name = "SECS", default_value = DEFAULT_READ_TIMEOUT_FLAG,
+          allow_negative_numbers = true,
+          value_parser = parse_timeout)]
+    pub(crate) read_timeout: Duration,
+}
 
 fn parse_concurrency(text: &str) -> std::result::Result<usize, String> {
     match text.parse::<usize>() {
@@ -59,6 +72,34 @@ fn parse_max_prefetch(text: &str) -> std::result::Result<u64, String> {
     Ok(bytes)
 }
 
+/// `DEFAULT_CONNECT_TIMEOUT` and `DEFAULT_READ_TIMEOUT` in seconds, as
+/// the flags show them (a test checks they agree).
+const DEFAULT_CONNECT_TIMEOUT_FLAG: &str = "10";
+const DEFAULT_READ_TIMEOUT_FLAG: &str = "30";
+
+/// The longest timeout, in seconds (a day): far past any useful wait, and
+/// short enough that no clock arithmetic overflows.
+const MAX_TIMEOUT_SECS: f64 = 86_400.0;
+
+fn parse_timeout(text: &str) -> std::result::Result<Duration, String> {
+    let secs = text
+        .trim()
+        .parse::<f64>()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !secs.is_finite() {
+        return Err(format!("`{text}`: must be a finite number of seconds"));
+    }
+    if secs > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "`{text}`: must be at most {MAX_TIMEOUT_SECS} (a day)"
+        ));
+    }
+    match Duration::try_from_secs_f64(secs) {
+        Ok(timeout) if !timeout.is_zero() => Ok(timeout),
+        _ => Err(format!("`{text}`: must be more than zero seconds")),
+    }
+}
+
 impl ReadOptions {
     /// A reader builder with these settings.
     pub(crate) fn builder(&self) -> ReaderBuilder {
@@ -69,9 +110,23 @@ impl ReadOptions {
         builder
     }
 
+    /// How to open a location with these timeouts.
+    pub(crate) fn open_options(&self) -> OpenOptions {
+        let mut options = OpenOptions::new();
+        options
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout);
+        options
+    }
+
+    /// Opens `location` (a URL or a path) as a source with these timeouts.
+    pub(crate) fn open_source(&self, location: &str) -> Result<Box<dyn RangeSource>> {
+        Ok(self.open_options().open_source(location)?)
+    }
+
     /// Opens `location` (a URL or a path) and makes a reader over it.
     pub(crate) fn open(&self, location: &str) -> Result<PrefetchReader> {
-        let source = open_source(location)?;
+        let source = self.open_source(location)?;
         log::info!(
             "{}: {} bytes",
             prefetch_reader::redact(location),
@@ -84,7 +139,35 @@ impl ReadOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use prefetch_reader::DEFAULT_MAX_PREFETCH;
+    use prefetch_reader::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_PREFETCH, DEFAULT_READ_TIMEOUT};
+
+    #[test]
+    fn the_timeout_defaults_are_the_library_defaults() {
+        assert_eq!(
+            parse_timeout(DEFAULT_CONNECT_TIMEOUT_FLAG),
+            Ok(DEFAULT_CONNECT_TIMEOUT)
+        );
+        assert_eq!(
+            parse_timeout(DEFAULT_READ_TIMEOUT_FLAG),
+            Ok(DEFAULT_READ_TIMEOUT)
+        );
+    }
+
+    #[test]
+    fn timeouts_take_fractions_of_a_second() {
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("86400"), Ok(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn timeouts_that_are_not_positive_and_finite_are_refused() {
+        for text in [
+            "0", "0.0", "-1", "-0", "1e-12", "abc", "", "inf", "NaN", "1e30",
+        ] {
+            assert!(parse_timeout(text).is_err(), "{text}");
+        }
+    }
 
     #[test]
     fn the_flag_default_is_the_library_default() {
@@ -106,6 +189,8 @@ mod tests {
             let options = ReadOptions {
                 concurrency: 4,
                 max_prefetch,
+                connect_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(1),
             };
             let source = prefetch_reader::MemorySource::new(vec![0; 10]);
             assert!(options.builder().build(source).is_ok(), "{max_prefetch}");

@@ -1,0 +1,239 @@
+//! `prefetch` timeouts and `get`'s summary, run as a user runs them: the
+//! built binary, its exit codes and stderr.
+
+#![cfg(feature = "cli")]
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use prefetch_reader::testing::{pattern, TestServer};
+
+/// Generous: with a 0.5 s read timeout, the default retry policy gives up
+/// after a few seconds.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn prefetch() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_prefetch"));
+    command.env_remove("RUST_LOG").stdin(Stdio::null());
+    command
+}
+
+/// Waits for `child`, killing it (and failing the test) after [`TIMEOUT`].
+fn wait(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("prefetch ran for more than {TIMEOUT:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs the command to the end, collecting its output, under [`TIMEOUT`].
+fn run(command: &mut Command) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prefetch");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).expect("read pipe");
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait(&mut child);
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts exit code 1 with one `prefetch: …` line on stderr, and returns it.
+#[track_caller]
+fn assert_error(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(output));
+    let text = stderr(output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {text}");
+    assert!(lines[0].starts_with("prefetch: "), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    lines[0].to_owned()
+}
+
+/// A server that accepts every connection and never sends a byte: each
+/// socket is held open until the test ends.
+struct SilentServer {
+    url: String,
+    accepted: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl SilentServer {
+    fn start() -> SilentServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!(
+            "http://{}/data.bin",
+            listener.local_addr().expect("local_addr")
+        );
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let held = Arc::clone(&accepted);
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                held.lock().expect("lock").push(stream);
+            }
+        });
+        SilentServer { url, accepted }
+    }
+
+    fn connections(&self) -> usize {
+        self.accepted.lock().expect("lock").len()
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_after_the_read_timeout() {
+    let server = SilentServer::start();
+    let output = run(prefetch().args(["cat", "--read-timeout", "0.5", &server.url]));
+    let line = assert_error(&output);
+    assert!(line.contains("timed out"), "{line}");
+    assert!(line.contains("500ms"), "the limit is named: {line}");
+    assert!(output.stdout.is_empty());
+    assert!(server.connections() >= 1);
+}
+
+#[test]
+fn get_with_a_short_read_timeout_times_out_and_leaves_no_file() {
+    let server = SilentServer::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.bin");
+    let output = run(prefetch()
+        .args(["get", "--read-timeout", "0.5", "--connect-timeout", "2"])
+        .arg(&server.url)
+        .arg("-o")
+        .arg(&out));
+    let line = assert_error(&output);
+    assert!(line.contains("timed out"), "{line}");
+    assert_eq!(fs::read_dir(dir.path()).expect("read_dir").count(), 0);
+}
+
+#[test]
+fn timeouts_that_are_not_positive_numbers_are_refused() {
+    for flag in ["--read-timeout", "--connect-timeout"] {
+        for value in ["0", "-1", "abc", "inf", "NaN", ""] {
+            let output = run(prefetch().args(["cat", flag, value, "http://127.0.0.1:9/x"]));
+            let text = stderr(&output);
+            assert_eq!(output.status.code(), Some(2), "{flag} {value:?}: {text}");
+            assert!(text.contains(flag), "{flag} {value:?}: {text}");
+            assert!(output.stdout.is_empty());
+        }
+    }
+}
+
+#[test]
+fn timeouts_take_fractions_of_a_second() {
+    let data = pattern(100_000);
+    let server = TestServer::builder()
+        .object("/data.bin", data.clone())
+        .build()
+        .expect("server");
+    let output = run(prefetch().args([
+        "cat",
+        "--connect-timeout",
+        "2.5",
+        "--read-timeout",
+        "0.75",
+        &server.url("/data.bin"),
+    ]));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(output.stdout, data);
+}
+
+#[test]
+fn every_reading_command_documents_both_timeouts_with_their_defaults() {
+    for command in ["get", "cat", "bench"] {
+        let output = run(prefetch().args([command, "--help"]));
+        assert_eq!(output.status.code(), Some(0), "{command}");
+        let help = String::from_utf8_lossy(&output.stdout).into_owned();
+        for (flag, default) in [
+            ("--connect-timeout <SECS>", "[default: 10]"),
+            ("--read-timeout <SECS>", "[default: 30]"),
+        ] {
+            let at = help
+                .find(flag)
+                .unwrap_or_else(|| panic!("{command}: no {flag}: {help}"));
+            let entry = &help[at..];
+            let entry = &entry[..entry[2..].find("\n  -").map_or(entry.len(), |i| i + 2)];
+            assert!(entry.contains(default), "{command} {flag}: {entry}");
+        }
+    }
+}
+
+/// The number before `word` in `line`: `… 123 bytes written …` → 123.
+fn figure_before(line: &str, word: &str) -> u64 {
+    let at = line
+        .find(word)
+        .unwrap_or_else(|| panic!("no `{word}` in {line}"));
+    line[..at]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no figure before `{word}` in {line}"))
+}
+
+#[test]
+fn the_summary_of_get_gives_bytes_written_and_received() {
+    let data = pattern(3 * 1024 * 1024 + 12_345);
+    let server = TestServer::builder()
+        .object("/data.bin", data.clone())
+        .build()
+        .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.bin");
+    let output = run(prefetch()
+        .args(["get", "--concurrency", "4", &server.url("/data.bin"), "-o"])
+        .arg(&out));
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    assert_eq!(fs::read(&out).expect("read output"), data);
+
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one summary line: {text}");
+    let line = lines[0];
+    assert!(line.starts_with(&format!("{}: ", out.display())), "{line}");
+    let size = data.len() as u64;
+    assert_eq!(figure_before(line, "bytes written"), size, "{line}");
+    assert_eq!(figure_before(line, "bytes received"), size, "{line}");
+    assert!(figure_before(line, "requests") >= 1, "{line}");
+    assert_eq!(figure_before(line, "retries"), 0, "{line}");
+    assert!(line.contains(" MiB/s, "), "{line}");
+}
