@@ -13,6 +13,7 @@ use crate::interrupt;
 use crate::options::ReadOptions;
 use crate::output::Output;
 use crate::range::ByteRange;
+use crate::resume::{ResumableFile, Resume, Version};
 use crate::units::{human_size, mib_per_sec};
 
 pub(crate) const EXAMPLES: &str = "\
@@ -20,6 +21,7 @@ Examples:
   prefetch get https://example.com/big.bin -o big.bin
   prefetch get https://example.com/big.bin -o big.bin --concurrency 32 --max-prefetch 1G
   prefetch get --range 0-1048575 https://example.com/big.bin -o first-mib.bin
+  prefetch get -c https://example.com/big.bin -o big.bin
 
 The object is written to a temporary file next to FILE, renamed to FILE
 only once complete: a failed or interrupted download (SIGINT exits 130,
@@ -27,7 +29,14 @@ SIGTERM 143) never leaves a partial FILE, nor the temporary file. A FILE
 that exists keeps its permissions (and owner, where allowed); a symlink is
 written through to its target. A FIFO or a device (/dev/null) is written
 in place, never replaced; a directory or socket is refused. `-o -` writes
-to standard output.";
+to standard output.
+
+With --continue (-c), the bytes go to FILE.part, with FILE.part.json
+recording the object's validator (ETag, generation, Last-Modified or
+mtime), length and range; both are kept when the download fails or is
+interrupted. The next `get -c` appends to FILE.part when the object is
+still that version, and starts over (saying why) when it is not. A FILE
+of the object's length with no FILE.part is left alone.";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -44,6 +53,11 @@ pub(crate) struct Args {
     /// last N bytes).
     #[arg(long, value_name = "RANGE", allow_hyphen_values = true)]
     range: Option<ByteRange>,
+
+    /// Resume a download cut short: write FILE.part (kept on failure or
+    /// interrupt) and go on from its end while the object is unchanged.
+    #[arg(short = 'c', long = "continue")]
+    resume: bool,
 
     #[command(flatten)]
     read: ReadOptions,
@@ -65,33 +79,79 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     };
     let total = range.end - range.start;
 
-    let mut output = Output::open(&args.output)?;
-    if let Output::Replace(partial) = &output {
-        interrupt::remove_on_interrupt(partial.temp_path());
-    }
+    let mut output = if args.resume {
+        let version = Version {
+            validator: reader.get_ref().validator(),
+            length: reader.len(),
+            start: range.start,
+            end: range.end,
+        };
+        match ResumableFile::open(&args.output, &version)? {
+            Resume::Complete(file) => {
+                let _ = writeln!(
+                    io::stderr(),
+                    "{}: already complete ({total} bytes), left alone",
+                    file.display()
+                );
+                return Ok(());
+            }
+            Resume::Download(resumable) => Output::Resume(resumable),
+        }
+    } else {
+        Output::open(&args.output)?
+    };
+    let done = match &output {
+        Output::Replace(partial) => {
+            interrupt::remove_on_interrupt(partial.temp_path());
+            0
+        }
+        Output::Resume(resumable) => {
+            interrupt::exit_on_interrupt();
+            resumable.done()
+        }
+        Output::Stdout(_) | Output::InPlace { .. } => 0,
+    };
     let progress = progress_bar(total, reader.stats_handle());
+    progress.set_position(done);
     // The position is bytes written in order; the bar's `received` figure
     // reads the reader's counters at every redraw, so it moves while parts
     // arrive out of order and nothing can be written yet.
-    let copied = copy_range(&mut reader, range, output.writer(), |written| {
-        progress.set_position(written)
+    let rest = range.start + done..range.end;
+    let copied = copy_range(&mut reader, rest, output.writer(), |written| {
+        progress.set_position(done + written)
     });
     progress.finish_and_clear();
     let copied = match copied {
         Ok(n) => n,
-        Err(CopyError::Read(err)) => return Err(read_error(location, err)),
-        Err(CopyError::Write(err)) => return Err(output.write_error(err)),
+        Err(err) => {
+            if let Output::Resume(resumable) = &output {
+                let _ = writeln!(
+                    io::stderr(),
+                    "{}: kept; `prefetch get -c` again goes on from where it stopped",
+                    resumable.part().display()
+                );
+            }
+            return Err(match err {
+                CopyError::Read(err) => read_error(location, err),
+                CopyError::Write(err) => output.write_error(err),
+            });
+        }
     };
     output.finish()?;
     interrupt::keep_on_interrupt();
 
     let elapsed = started.elapsed().as_secs_f64();
     let stats = reader.stats();
+    let resumed = if done > 0 {
+        format!(" after the {done} already there")
+    } else {
+        String::new()
+    };
     // The file is in place: a closed stderr is no reason to fail now.
     let _ = writeln!(
         io::stderr(),
-        "{}: {copied} bytes written ({}) in {elapsed:.2} s, {:.1} MiB/s, {} bytes received, \
-         {} requests, {} retries",
+        "{}: {copied} bytes written ({}){resumed} in {elapsed:.2} s, {:.1} MiB/s, \
+         {} bytes received, {} requests, {} retries",
         output.name(),
         human_size(copied),
         mib_per_sec(copied, elapsed),

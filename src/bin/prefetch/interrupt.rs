@@ -1,6 +1,7 @@
 //! SIGINT and SIGTERM during `prefetch get`: the temporary file is removed
-//! before the process exits 130 or 143 (128 + the signal), as a shell
-//! reports a command killed by it.
+//! (a `--continue` download's `FILE.part` is kept) before the process
+//! exits 130 or 143 (128 + the signal), as a shell reports a command
+//! killed by it.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
@@ -15,12 +16,18 @@ static TEMP_FILE: Mutex<Option<PathBuf>> = Mutex::new(None);
 static HANDLER: Once = Once::new();
 
 /// Removes `path` if SIGINT or SIGTERM arrives before
-/// [`keep_on_interrupt`], then exits. Should the handler not start (no
-/// thread can be made), signals keep their default action.
+/// [`keep_on_interrupt`], then exits.
 pub(crate) fn remove_on_interrupt(path: &Path) {
     *TEMP_FILE
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(path.to_owned());
+    exit_on_interrupt();
+}
+
+/// Exits 130 or 143 on SIGINT or SIGTERM, removing the file named by
+/// [`remove_on_interrupt`] if any. Should the handler not start (no thread
+/// can be made), signals keep their default action.
+pub(crate) fn exit_on_interrupt() {
     HANDLER.call_once(|| {
         let mut signals = match Signals::new([SIGINT, SIGTERM]) {
             Ok(signals) => signals,

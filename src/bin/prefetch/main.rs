@@ -14,6 +14,7 @@ mod interrupt;
 mod options;
 mod output;
 mod range;
+mod resume;
 mod serve;
 mod units;
 

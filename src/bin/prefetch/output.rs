@@ -1,13 +1,15 @@
 //! Where `prefetch get` writes: standard output for `-`; a FIFO or a
-//! device written in place (never replaced); or a regular file replaced
+//! device written in place (never replaced); a regular file replaced
 //! whole through a temporary next to it, keeping the old file's mode and
-//! owner, and written through a symlink to its target.
+//! owner, and written through a symlink to its target; or, with
+//! `--continue`, a `FILE.part` kept for the next run (`resume.rs`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::resume::ResumableFile;
 
 /// How many symlinks are followed to find what `-o` names, as the kernel's
 /// own limit (`ELOOP` after 40).
@@ -21,6 +23,8 @@ pub(crate) enum Output {
     InPlace { file: File, path: PathBuf },
     /// A regular file, new or replaced whole once the bytes are complete.
     Replace(Box<PartialFile>),
+    /// `--continue`: `FILE.part`, appended to and renamed once complete.
+    Resume(Box<ResumableFile>),
 }
 
 impl Output {
@@ -73,6 +77,7 @@ impl Output {
             Output::Stdout(stdout) => stdout,
             Output::InPlace { file, .. } => file,
             Output::Replace(partial) => &mut partial.file,
+            Output::Resume(resumable) => resumable.writer(),
         }
     }
 
@@ -87,6 +92,7 @@ impl Output {
             Output::Stdout(_) => "stdout".to_owned(),
             Output::InPlace { path, .. } => path.display().to_string(),
             Output::Replace(partial) => partial.destination.display().to_string(),
+            Output::Resume(resumable) => resumable.destination().display().to_string(),
         }
     }
 
@@ -100,6 +106,7 @@ impl Output {
             Output::Stdout(stdout) => stdout.flush().map_err(|err| self.write_error(err)),
             Output::InPlace { file, .. } => file.flush().map_err(|err| self.write_error(err)),
             Output::Replace(partial) => partial.persist(),
+            Output::Resume(resumable) => resumable.finish(),
         }
     }
 }
@@ -122,7 +129,7 @@ fn is_written_in_place(_meta: &fs::Metadata) -> bool {
 /// `path` with its symlinks followed (each relative one from its own
 /// folder), so the file written is the link's target, as curl and wget
 /// do; a dangling link names the file to create.
-fn follow_symlinks(path: &Path) -> Result<PathBuf> {
+pub(crate) fn follow_symlinks(path: &Path) -> Result<PathBuf> {
     let mut current = path.to_owned();
     for _ in 0..MAX_SYMLINKS {
         match fs::symlink_metadata(&current) {
@@ -220,15 +227,24 @@ impl PartialFile {
             .and_then(|()| self.file.sync_all())
             .map_err(|err| self.write_error(err))?;
         if let Some(old) = &self.replaced {
-            self.file
-                .set_permissions(old.permissions())
-                .map_err(|err| self.write_error(err))?;
-            keep_owner(&self.file, old);
+            keep_mode_and_owner(&self.file, old).map_err(|err| self.write_error(err))?;
         }
         fs::rename(&self.path, &self.destination).map_err(|err| self.write_error(err))?;
         self.persisted = true;
         Ok(())
     }
+}
+
+/// Gives `file` the permissions of `old`, and its owner and group where
+/// permitted.
+///
+/// # Errors
+///
+/// The permissions cannot be set.
+pub(crate) fn keep_mode_and_owner(file: &File, old: &fs::Metadata) -> io::Result<()> {
+    file.set_permissions(old.permissions())?;
+    keep_owner(file, old);
+    Ok(())
 }
 
 /// Gives `file` the owner and group of `old`, where permitted (a user may
