@@ -5,9 +5,9 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use crate::config::{Config, ReaderBuilder};
@@ -20,6 +20,10 @@ use crate::prefetch::producer::{Event, Frontier, Producer};
 use crate::prefetch::shared_pool;
 use crate::source::RangeSource;
 use crate::stats::{Counters, Stats, StatsHandle};
+
+/// How long a read waits on a silent source before saying so at `info`
+/// level (then again after twice as long, and so on).
+const SILENCE_FIRST_NOTE: Duration = Duration::from_secs(5);
 
 /// A `Read + BufRead + Seek` over a [`RangeSource`] that fetches ahead of
 /// the reader in the background.
@@ -518,7 +522,7 @@ impl<S: RangeSource> PrefetchReader<S> {
                 continue;
             }
             let started = Instant::now();
-            let result = block.result.recv();
+            let result = self.wait_for(&block);
             self.add_wait(started);
             let result = result.unwrap_or_else(|_| {
                 Err(Error::Terminated(
@@ -542,6 +546,35 @@ impl<S: RangeSource> PrefetchReader<S> {
                     // starts again here.
                     self.new_epoch();
                     return Err(err);
+                }
+            }
+        }
+    }
+
+    /// The result of `block`'s fetch, saying at `info` level what the
+    /// reader waits for when the source stays silent (after
+    /// [`SILENCE_FIRST_NOTE`], then at doubling intervals), so `-v` shows
+    /// why nothing moves.
+    fn wait_for(&self, block: &Block) -> std::result::Result<Result<BlockData>, RecvError> {
+        let started = Instant::now();
+        let mut patience = SILENCE_FIRST_NOTE;
+        loop {
+            match block
+                .result
+                .recv_timeout(patience.saturating_sub(started.elapsed()))
+            {
+                Ok(result) => return Ok(result),
+                Err(RecvTimeoutError::Disconnected) => return Err(RecvError),
+                Err(RecvTimeoutError::Timeout) => {
+                    log::info!(
+                        "{}: waited {} s for bytes {}..{} from the source ({} bytes received so far)",
+                        self.source.location(),
+                        started.elapsed().as_secs(),
+                        block.offset,
+                        block.end(),
+                        self.counters.bytes_fetched.load(Relaxed)
+                    );
+                    patience = patience.saturating_mul(2);
                 }
             }
         }

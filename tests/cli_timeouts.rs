@@ -237,3 +237,76 @@ fn the_summary_of_get_gives_bytes_written_and_received() {
     assert_eq!(figure_before(line, "retries"), 0, "{line}");
     assert!(line.contains(" MiB/s, "), "{line}");
 }
+
+/// Runs `command` until its stderr shows `needle` or it ends (or
+/// [`TIMEOUT`] passes), then kills it; returns the stderr seen.
+fn stderr_until(command: &mut Command, needle: &str) -> String {
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn prefetch");
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().expect("stderr");
+    let sink = Arc::clone(&seen);
+    let drain = thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+            sink.lock()
+                .expect("lock")
+                .push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    while !seen.lock().expect("lock").contains(needle)
+        && child.try_wait().expect("try_wait").is_none()
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    drain.join().expect("drain");
+    let text = seen.lock().expect("lock").clone();
+    text
+}
+
+#[test]
+fn a_silent_server_at_open_is_reported_at_v() {
+    let server = SilentServer::start();
+    let url = format!("{}?token=SECRET-T", server.url);
+    let text = stderr_until(
+        prefetch().args(["cat", "-v", "--read-timeout", "60", &url]),
+        "no answer to the open after 5 s",
+    );
+    assert!(
+        text.contains("no answer to the open after 5 s"),
+        "nothing said while waiting: {text}"
+    );
+    assert!(text.contains("read timeout 60 s"), "{text}");
+    assert!(!text.contains("SECRET-T"), "a secret in the log: {text}");
+}
+
+#[test]
+fn a_server_that_stalls_mid_object_is_reported_at_v() {
+    let data = pattern(1 << 20);
+    let server = TestServer::builder()
+        .object("/data.bin", data.clone())
+        .build()
+        .expect("server");
+    server.push_fault(prefetch_reader::testing::Fault::Stall(Duration::from_secs(
+        7,
+    )));
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("out.bin");
+    let output = run(prefetch()
+        .args(["get", "-v", &server.url("/data.bin"), "-o"])
+        .arg(&out));
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains("waited 5 s for bytes 0.."),
+        "nothing said while the server stalled: {text}"
+    );
+    assert!(fs::read(&out).expect("file") == data);
+}

@@ -1,7 +1,9 @@
 //! The settings every reading command takes, and opening a location with
 //! them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
 
 use prefetch_reader::{
     OpenOptions, PrefetchReader, RangeSource, ReaderBuilder, DEFAULT_CONCURRENCY,
@@ -10,6 +12,10 @@ use prefetch_reader::{
 
 use crate::error::Result;
 use crate::units::{parse_size, short_size};
+
+/// How long opening a location may wait on a silent server before `-v`
+/// says so (then again after twice as long, and so on).
+const SILENCE_FIRST_NOTE: Duration = Duration::from_secs(5);
 
 /// `--concurrency`, `--max-prefetch`, `--connect-timeout` and
 /// `--read-timeout`.
@@ -119,9 +125,37 @@ impl ReadOptions {
         options
     }
 
-    /// Opens `location` (a URL or a path) as a source with these timeouts.
+    /// Opens `location` (a URL or a path) as a source with these timeouts,
+    /// saying at `-v` what it waits for when the server stays silent.
     pub(crate) fn open_source(&self, location: &str) -> Result<Box<dyn RangeSource>> {
-        Ok(self.open_options().open_source(location)?)
+        let (opened, waiting) = crossbeam_channel::bounded::<()>(0);
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.note_silence(location, &waiting));
+            let source = self.open_options().open_source(location);
+            drop(opened);
+            Ok(source?)
+        })
+    }
+
+    /// Logs, after [`SILENCE_FIRST_NOTE`] and then at doubling intervals
+    /// until `opened` disconnects, that the open of `location` is still
+    /// waiting for the server.
+    fn note_silence(&self, location: &str, opened: &crossbeam_channel::Receiver<()>) {
+        let started = Instant::now();
+        let mut patience = SILENCE_FIRST_NOTE;
+        while let Err(RecvTimeoutError::Timeout) =
+            opened.recv_timeout(patience.saturating_sub(started.elapsed()))
+        {
+            log::info!(
+                "{}: no answer to the open after {} s (connect timeout {} s, read timeout {} s, \
+                 each attempt; failed attempts are retried)",
+                prefetch_reader::redact(location),
+                started.elapsed().as_secs(),
+                self.connect_timeout.as_secs_f64(),
+                self.read_timeout.as_secs_f64()
+            );
+            patience = patience.saturating_mul(2);
+        }
     }
 
     /// Opens `location` (a URL or a path) and makes a reader over it.
