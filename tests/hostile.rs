@@ -256,6 +256,9 @@ fn a_far_forward_seek_into_requests_in_flight_is_hard_and_a_near_one_soft() {
         // reader seeks.
         let link = SimulatedLink::new(1 << 30, std::time::Duration::from_millis(200), 20 << 20);
         let mut reader = PrefetchReader::new(link).expect("reader");
+        // Full read-ahead from the first read, so the near target is
+        // requested by the time the reader seeks to it.
+        reader.advise(prefetch_reader::Advice::Sequential);
         let mut buf = vec![0; 64 * KIB as usize];
         for _ in 0..4 {
             reader.read_exact(&mut buf).expect("read");
