@@ -26,9 +26,10 @@ const WORKERS: usize = 4;
 const BLOCKED_EVERY: usize = 200;
 
 /// Opens, uses and ends one reader at random; returns its stats handle.
-/// A `stuck` source answers only its first call: three small reads from
-/// the start stay inside that first request and start read-ahead, whose
-/// requests then hang until the end of the test.
+/// A `stuck` source answers only its first two calls: under sequential
+/// advice at concurrency 2 those are the first two requests, so three
+/// small reads from the start stay inside the first, and the read-ahead
+/// requests that follow hang until the end of the test.
 fn exercise<S: RangeSource>(
     source: S,
     rng: &mut fastrand::Rng,
@@ -46,6 +47,7 @@ fn exercise<S: RangeSource>(
     let handle = reader.stats_handle();
     let mut buf = vec![0; 300 * KIB as usize];
     if let Some(gate) = stuck {
+        reader.advise(prefetch_reader::Advice::Sequential);
         for at in 0..3 {
             let n = reader.read(&mut buf[..KIB as usize]).expect("read");
             assert!(is_pattern(at * KIB, &buf[..n]));
@@ -84,8 +86,9 @@ fn thousands_of_readers_end_and_release_all_their_memory() {
                     for i in 0..READERS {
                         let handle = if i % BLOCKED_EVERY == 0 {
                             let link = MemorySource::new(pattern(2 * MIB as usize));
-                            // The first call passes so that reads can start.
-                            let (source, gate) = BlockingSource::new(link, 1);
+                            // The first two calls (the first two requests)
+                            // pass so that reads can start.
+                            let (source, gate) = BlockingSource::new(link, 2);
                             let handle = exercise(source, &mut rng, Some(&gate));
                             gates.push(gate);
                             handle
