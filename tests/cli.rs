@@ -197,7 +197,9 @@ fn bench_with_tiny_sizes_prints_a_table_whose_figures_parse() {
             "fetch/dlv",
             "/link",
             "/plain",
-            "secs"
+            "secs",
+            "fetched",
+            "budget"
         ]
     );
     let rows: Vec<Vec<&str>> = lines
@@ -215,15 +217,46 @@ fn bench_with_tiny_sizes_prints_a_table_whose_figures_parse() {
             ("prefetch", "1M"),
             ("random-plain", "64K"),
             ("random-prefetch", "64K"),
+            ("random-4k", "4K"),
+            ("header-idle", "8"),
+            ("members", "16K"),
+            ("first-mib-drop", "64K"),
+            ("eof-probe", "64K"),
         ],
         "{text}"
     );
+    let patterns = [
+        "random-4k",
+        "header-idle",
+        "members",
+        "first-mib-drop",
+        "eof-probe",
+    ];
     for row in &rows {
         assert_eq!(row.len(), header.len(), "{row:?}");
+        let pattern = patterns.contains(&row[0]);
         for (column, cell) in header.iter().zip(row).skip(2) {
+            match *column {
+                // Sizes in one word: 812, 16K, 2.5M.
+                "fetched" | "budget" => {
+                    let digits = cell.trim_end_matches(['K', 'M', 'G']);
+                    if *cell == "-" {
+                        assert!(!pattern && *column == "budget", "{row:?}");
+                    } else {
+                        assert!(
+                            digits.parse::<f64>().is_ok(),
+                            "{column} `{cell}` in {row:?}"
+                        );
+                    }
+                    continue;
+                }
+                _ => {}
+            }
             if *cell == "-" {
                 assert!(
-                    matches!((row[0], *column), ("ceiling", "ttfb_ms" | "/plain")),
+                    matches!((row[0], *column), ("ceiling", "ttfb_ms" | "/plain"))
+                        || (pattern && matches!(*column, "/link" | "/plain"))
+                        || (row[0] == "eof-probe" && *column == "fetch/dlv"),
                     "{row:?}"
                 );
                 continue;
@@ -234,7 +267,12 @@ fn bench_with_tiny_sizes_prints_a_table_whose_figures_parse() {
             assert!(value.is_finite() && value >= 0.0, "{column} in {row:?}");
         }
         let rate: f64 = row[2].parse().expect("rate");
-        assert!(rate > 0.0, "{row:?}");
+        assert!(
+            rate > 0.0 || row[0] == "header-idle" || row[0] == "eof-probe",
+            "{row:?}"
+        );
+        // The consumer patterns keep to their budgets.
+        assert!(!row[11].ends_with('!'), "over budget: {row:?}");
     }
     // Random reads through the reader fetch what they read.
     let fetched: f64 = rows[6][6].parse().expect("fetch/dlv");
@@ -275,10 +313,27 @@ fn bench_json_prints_one_object_per_row() {
             "plain",
             "prefetch",
             "random-plain",
-            "random-prefetch"
+            "random-prefetch",
+            "random-4k",
+            "header-idle",
+            "members",
+            "first-mib-drop",
+            "eof-probe"
         ]
     );
     for row in &rows {
+        let pattern = row["budget_bytes"].is_number();
+        let keys: &[&str] = if pattern {
+            &["fetched_bytes", "delivered_bytes", "budget_bytes"]
+        } else {
+            &["fetched_per_delivered", "vs_link"]
+        };
+        for key in keys {
+            assert!(row[*key].is_number(), "{key} in {row}");
+        }
+        if pattern {
+            assert_eq!(row["within_budget"], true, "{row}");
+        }
         for key in [
             "read_bytes",
             "bytes",
@@ -286,8 +341,6 @@ fn bench_json_prints_one_object_per_row() {
             "mib_per_s",
             "reads_per_s",
             "requests",
-            "fetched_per_delivered",
-            "vs_link",
             "link_limit_mib_per_s",
             "latency_ms",
             "bandwidth_mib_per_s",

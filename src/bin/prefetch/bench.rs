@@ -20,8 +20,26 @@
 //!   pseudo-random offsets, with one range request each, and with the
 //!   reader's `seek` + `read_exact`.
 //!
-//! Every clock starts before the object is opened, so opening, the first
-//! round trips and the ramp are all in the figures.
+//! Then the access patterns of consumers that read little of the object,
+//! each through a `PrefetchReader` left at the default advice
+//! ([`Advice::Normal`]), where the figure that matters is bytes fetched ÷
+//! bytes needed (`fetch/dlv`), held against a budget:
+//!
+//! - **random-4k**: the random reads again, of 4 KiB; budget 4× needed.
+//! - **header-idle**: a seek to the middle, three reads of 8 bytes, then
+//!   200 ms idle; budget 256 KiB.
+//! - **members**: three seeks to seeded offsets, 1 MiB read after each in
+//!   reads of 16 KiB, as an archive's members are read; budget 2× needed.
+//! - **first-mib-drop**: the first 1 MiB in reads of 64 KiB, then the
+//!   reader dropped (and its abandoned requests waited for); budget 2×
+//!   needed.
+//! - **eof-probe**: a seek to the end and a read there, which returns
+//!   nothing; budget 0 bytes.
+//!
+//! Every row but the ceiling checks the bytes it reads against the
+//! generated pattern, so no figure comes from wrong data. Every clock starts before the object is
+//! opened, so opening, the first round trips and the ramp are all in the
+//! figures.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -29,12 +47,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prefetch_reader::testing::{fill_pattern, pattern_byte, TestServer};
-use prefetch_reader::{open_source, Advice, FetchContext, RangeSource};
+use prefetch_reader::{open_source, Advice, FetchContext, PrefetchReader, RangeSource, Stats};
 
 use crate::error::{read_error, stdout_error, Error, Result};
 use crate::options::ReadOptions;
 use crate::serve::parse_bandwidth;
-use crate::units::{mib_per_sec, parse_positive_size, short_size, KIB, MIB};
+use crate::units::{mib_per_sec, parse_positive_size, short_size, GIB, KIB, MIB};
 
 pub(crate) const EXAMPLES: &str = "\
 Examples:
@@ -47,11 +65,17 @@ Examples:
 Rows: `ceiling` is what the link carries with `concurrency` parallel requests
 of large parts (over a local server: one with no latency or cap); `plain` is
 one range request per read (time-boxed); `prefetch` is PrefetchReader;
-`random-*` are seeded random reads. Columns: MiB/s over the whole run,
-reads/s, ms until the first read returned (clock started before opening),
-range requests, bytes fetched / bytes delivered, and the ratios to the link
-limit (min of concurrency x bandwidth and the ceiling) and to plain reads of
-the same size.";
+`random-*` are seeded random reads. The access patterns read through
+PrefetchReader at the default advice and are judged by the bytes they fetch
+against a budget: `random-4k` (random 4 KiB reads; budget 4x needed),
+`header-idle` (three 8-byte reads in the middle, then 200 ms idle; 256 KiB),
+`members` (three 1 MiB reads at random offsets, in 16 KiB reads; 2x),
+`first-mib-drop` (the first 1 MiB in 64 KiB reads, then drop; 2x) and
+`eof-probe` (a read at the end; 0 bytes). Columns: MiB/s over the whole run, reads/s, ms until the
+first read returned (clock started before opening), range requests, bytes
+fetched / bytes delivered (needed), the ratios to the link limit (min of
+concurrency x bandwidth and the ceiling) and to plain reads of the same
+size, bytes fetched, and the budget (marked `!` when exceeded).";
 
 /// The path of the generated object on the local servers.
 const OBJECT_PATH: &str = "/bench.bin";
@@ -68,6 +92,52 @@ const CEILING_PART: u64 = 16 * MIB;
 
 /// Smallest part of the ceiling measurement, for small objects.
 const CEILING_MIN_PART: u64 = 256 * KIB;
+
+/// Size of the reads of `random-4k`: a page, what databases and indexes
+/// read at random.
+const SMALL_RANDOM_SIZE: u64 = 4 * KIB;
+
+/// Budget of `random-4k`, in bytes needed: one first request
+/// ([`DEFAULT_FIRST_REQUEST_SIZE`](prefetch_reader::DEFAULT_FIRST_REQUEST_SIZE),
+/// 16 KiB) per 4 KiB read is already 4×.
+const SMALL_RANDOM_BUDGET: u64 = 4;
+
+/// `header-idle`: a format sniffer's reads (magic, version, length).
+const HEADER_READ: u64 = 8;
+const HEADER_READS: u64 = 3;
+
+/// Budget of `header-idle`: a request or two of the first size, never
+/// read-ahead.
+const HEADER_BUDGET: u64 = 256 * KIB;
+
+/// How long `header-idle`, `members` and `eof-probe` leave the reader
+/// idle before counting: ten round trips at the default 20 ms, long enough for what
+/// the reads set off to arrive.
+const IDLE: Duration = Duration::from_millis(200);
+
+/// `members`: three members of an archive, read in a decompressor's
+/// reads.
+const MEMBERS: usize = 3;
+const MEMBER_SIZE: u64 = MIB;
+const MEMBER_READ: u64 = 16 * KIB;
+
+/// `first-mib-drop`: the first MiB, as a caller that stops early.
+const FIRST_SPAN: u64 = MIB;
+const FIRST_READ: u64 = 64 * KIB;
+
+/// Budget of `members` and `first-mib-drop`, in bytes needed: read-ahead
+/// may cost as much again as was read, not more.
+const SPAN_BUDGET: u64 = 2;
+
+/// `eof-probe`: the buffer of the read at the end.
+const EOF_PROBE_READ: u64 = 64 * KIB;
+
+/// Most time to wait, after dropping a reader, for the requests it
+/// abandoned to end; past it the row counts what arrived so far.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often to look whether they have.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -135,6 +205,9 @@ struct Target {
     location: String,
     /// Bytes of the object read by the sequential rows.
     len: u64,
+    /// Bytes of the whole object, where the random rows and the access
+    /// patterns read.
+    object_len: u64,
     /// Whether the bytes are the test pattern (checked as they are read).
     generated: bool,
     /// `concurrency × bandwidth`, over a simulated link.
@@ -155,6 +228,8 @@ struct Row {
     delivered: u64,
     vs_link: Option<f64>,
     vs_plain: Option<f64>,
+    /// The most bytes the row should fetch, for the access patterns.
+    budget: Option<u64>,
 }
 
 impl Row {
@@ -169,6 +244,11 @@ impl Row {
     fn fetched_per_delivered(&self) -> Option<f64> {
         (self.delivered > 0).then(|| self.fetched as f64 / self.delivered as f64)
     }
+
+    /// Whether the row fetched no more than its budget, if it has one.
+    fn within_budget(&self) -> Option<bool> {
+        self.budget.map(|budget| self.fetched <= budget)
+    }
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
@@ -177,11 +257,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     // The local servers live until the end of the run.
     let (target, ceiling, _server) = match &args.location {
         Some(location) => {
-            let len = open_source(location)?.len();
-            let len = args.size.map_or(len, |size| size.min(len));
+            let object_len = open_source(location)?.len();
+            let len = args.size.map_or(object_len, |size| size.min(object_len));
             let target = Target {
                 location: location.clone(),
                 len,
+                object_len,
                 generated: false,
                 nominal_limit: None,
             };
@@ -208,6 +289,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             let target = Target {
                 location: server.url(OBJECT_PATH),
                 len,
+                object_len: len,
                 generated: true,
                 nominal_limit: Some(concurrency as f64 * args.bandwidth as f64 / MIB as f64),
             };
@@ -244,10 +326,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     if args.random_reads > 0 {
         // Random offsets span the whole object, not only the part read.
-        let len = match &args.location {
-            Some(location) => open_source(location)?.len(),
-            None => target.len,
-        };
+        let len = target.object_len;
         let size = args.random_size.min(len);
         let offsets = random_offsets(len, size, args.random_reads);
         let mut plain = random_plain(&target, &offsets, size)?;
@@ -255,11 +334,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         plain.vs_plain = Some(1.0);
         let plain_rate = plain.rate();
         report.row(plain)?;
-        let mut row = random_prefetch(&target, &offsets, size, &args.read)?;
+        let mut row = random_prefetch("random-prefetch", &target, &offsets, size, &args.read)?;
         row.vs_link = Some(row.rate() / limit);
         row.vs_plain = Some(row.rate() / plain_rate);
         report.row(row)?;
+        report.row(random_4k(&target, args.random_reads, &args.read)?)?;
     }
+    report.row(header_idle(&target, &args.read)?)?;
+    report.row(members(&target, &args.read)?)?;
+    report.row(first_mib_drop(&target, &args.read)?)?;
+    report.row(eof_probe(&target, &args.read)?)?;
     report.footer(started.elapsed())
 }
 
@@ -409,7 +493,7 @@ fn prefetch(target: &Target, read: u64, options: &ReadOptions) -> Result<Row> {
         if n == 0 {
             return Err(Error::msg(format_args!(
                 "{}: ended at offset {offset}, before its length",
-                target.location
+                prefetch_reader::redact(&target.location)
             )));
         }
         ttfb.get_or_insert_with(|| started.elapsed());
@@ -440,6 +524,7 @@ fn random_offsets(len: u64, size: u64, n: usize) -> Vec<u64> {
     (0..n).map(|_| rng.u64(0..=len - size)).collect()
 }
 
+/// One range request per read of `size` at each of `offsets`.
 fn random_plain(target: &Target, offsets: &[u64], size: u64) -> Result<Row> {
     let started = Instant::now();
     let source = open_source(&target.location)?;
@@ -466,7 +551,10 @@ fn random_plain(target: &Target, offsets: &[u64], size: u64) -> Result<Row> {
     })
 }
 
+/// `PrefetchReader`'s `seek` + `read_exact` of `size` at each of
+/// `offsets`, at the default advice; the row is called `case`.
 fn random_prefetch(
+    case: &'static str,
     target: &Target,
     offsets: &[u64],
     size: u64,
@@ -486,10 +574,10 @@ fn random_prefetch(
     }
     let elapsed = started.elapsed();
     let stats = reader.stats();
-    log::info!("random prefetch: {stats:?}");
+    log::info!("{case}: {stats:?}");
     let reads = offsets.len() as u64;
     Ok(Row {
-        case: "random-prefetch",
+        case,
         read: size,
         bytes: reads * size,
         reads,
@@ -500,6 +588,194 @@ fn random_prefetch(
         delivered: stats.bytes_delivered,
         ..Row::default()
     })
+}
+
+/// `n` reads of 4 KiB at seeded offsets, as a database reads pages.
+fn random_4k(target: &Target, n: usize, options: &ReadOptions) -> Result<Row> {
+    let size = SMALL_RANDOM_SIZE.min(target.object_len);
+    let offsets = random_offsets(target.object_len, size, n);
+    let row = random_prefetch("random-4k", target, &offsets, size, options)?;
+    Ok(Row {
+        budget: Some(row.delivered.saturating_mul(SMALL_RANDOM_BUDGET)),
+        ..row
+    })
+}
+
+/// A seek to the middle, three small reads, then idle: a tool that sniffs
+/// a header and goes quiet. What the reader fetches by itself meanwhile
+/// counts.
+fn header_idle(target: &Target, options: &ReadOptions) -> Result<Row> {
+    let started = Instant::now();
+    let mut reader = options.open(&target.location)?;
+    let len = target.object_len;
+    let needed = (HEADER_READ * HEADER_READS).min(len);
+    let offset = (len / 2).min(len - needed);
+    seek(&mut reader, target, SeekFrom::Start(offset))?;
+    let span = read_span(&mut reader, target, offset, needed, HEADER_READ, started)?;
+    std::thread::sleep(IDLE);
+    let stats = reader.stats();
+    Ok(span.row("header-idle", started, &stats, HEADER_BUDGET))
+}
+
+/// Three seeks to seeded offsets, a member of 1 MiB read in 16 KiB reads
+/// after each, as an archive reader extracts members. The last member's
+/// read-ahead counts as it arrives in the idle time after it.
+fn members(target: &Target, options: &ReadOptions) -> Result<Row> {
+    let started = Instant::now();
+    let mut reader = options.open(&target.location)?;
+    let size = MEMBER_SIZE.min(target.object_len);
+    let mut total = Span::default();
+    for offset in random_offsets(target.object_len, size, MEMBERS) {
+        seek(&mut reader, target, SeekFrom::Start(offset))?;
+        let span = read_span(&mut reader, target, offset, size, MEMBER_READ, started)?;
+        total.add(&span);
+    }
+    std::thread::sleep(IDLE);
+    let stats = reader.stats();
+    let budget = total.bytes.saturating_mul(SPAN_BUDGET);
+    Ok(total.row("members", started, &stats, budget))
+}
+
+/// The first MiB in 64 KiB reads, then the reader dropped: a caller that
+/// stops early. What requests abandoned at the drop had received counts.
+fn first_mib_drop(target: &Target, options: &ReadOptions) -> Result<Row> {
+    let started = Instant::now();
+    let mut reader = options.open(&target.location)?;
+    let needed = FIRST_SPAN.min(target.object_len);
+    let span = read_span(&mut reader, target, 0, needed, FIRST_READ, started)?;
+    let stats = drop_and_settle(reader);
+    let budget = span.bytes.saturating_mul(SPAN_BUDGET);
+    Ok(span.row("first-mib-drop", started, &stats, budget))
+}
+
+/// A seek to the end and a read there, which returns nothing: a caller
+/// probing the length. Nothing needs fetching, before or in the idle time
+/// after.
+fn eof_probe(target: &Target, options: &ReadOptions) -> Result<Row> {
+    let started = Instant::now();
+    let mut reader = options.open(&target.location)?;
+    let end = seek(&mut reader, target, SeekFrom::End(0))?;
+    let mut buf = vec![0; usize::try_from(EOF_PROBE_READ).unwrap_or(0)];
+    let n = reader
+        .read(&mut buf)
+        .map_err(|err| read_error(&target.location, err))?;
+    let ttfb = started.elapsed();
+    if n != 0 {
+        return Err(Error::msg(format_args!(
+            "{}: read {n} bytes at its end (offset {end})",
+            prefetch_reader::redact(&target.location)
+        )));
+    }
+    std::thread::sleep(IDLE);
+    let stats = reader.stats();
+    let span = Span {
+        read: EOF_PROBE_READ,
+        bytes: 0,
+        reads: 1,
+        ttfb: Some(ttfb),
+    };
+    Ok(span.row("eof-probe", started, &stats, 0))
+}
+
+/// `reader.seek(to)`, its error naming the object.
+fn seek(reader: &mut PrefetchReader, target: &Target, to: SeekFrom) -> Result<u64> {
+    reader
+        .seek(to)
+        .map_err(|err| read_error(&target.location, err))
+}
+
+/// What an access pattern read, towards its row.
+#[derive(Debug, Default, Clone)]
+struct Span {
+    /// The size of each read.
+    read: u64,
+    /// Bytes read: the bytes the pattern needed.
+    bytes: u64,
+    reads: u64,
+    /// Time from `started` until the first read returned.
+    ttfb: Option<Duration>,
+}
+
+impl Span {
+    /// Counts `other` in with this one (the first read's time stays).
+    fn add(&mut self, other: &Span) {
+        self.read = other.read;
+        self.bytes += other.bytes;
+        self.reads += other.reads;
+        self.ttfb = self.ttfb.or(other.ttfb);
+    }
+
+    /// The row: these reads, `stats`' requests and bytes fetched against
+    /// the bytes needed, and `budget`.
+    fn row(&self, case: &'static str, started: Instant, stats: &Stats, budget: u64) -> Row {
+        log::info!("{case}: {stats:?}");
+        Row {
+            case,
+            read: self.read,
+            bytes: self.bytes,
+            reads: self.reads,
+            elapsed: started.elapsed(),
+            ttfb: self.ttfb,
+            requests: stats.requests,
+            fetched: stats.bytes_fetched,
+            delivered: self.bytes,
+            budget: Some(budget),
+            ..Row::default()
+        }
+    }
+}
+
+/// Reads `len` bytes from the reader's position, `offset`, in reads of
+/// `read` bytes, checking each.
+fn read_span(
+    reader: &mut PrefetchReader,
+    target: &Target,
+    offset: u64,
+    len: u64,
+    read: u64,
+    started: Instant,
+) -> Result<Span> {
+    let mut buf = vec![0; usize::try_from(read.min(len)).unwrap_or(0)];
+    let mut span = Span {
+        read,
+        ..Span::default()
+    };
+    while span.bytes < len {
+        let at = offset + span.bytes;
+        let n = read.min(len - span.bytes) as usize;
+        reader
+            .read_exact(&mut buf[..n])
+            .map_err(|err| read_error(&target.location, err))?;
+        span.ttfb.get_or_insert_with(|| started.elapsed());
+        check(target, at, &buf[..n])?;
+        span.bytes += n as u64;
+        span.reads += 1;
+    }
+    Ok(span)
+}
+
+/// Drops `reader` and waits (at most [`SETTLE_TIMEOUT`]) for the requests
+/// it abandoned to end, which is when its blocks' memory is all freed:
+/// then its counters have stopped moving.
+fn drop_and_settle(reader: PrefetchReader) -> Stats {
+    let handle = reader.stats_handle();
+    drop(reader);
+    let started = Instant::now();
+    loop {
+        let stats = handle.get();
+        if stats.allocated == 0 {
+            return stats;
+        }
+        if started.elapsed() >= SETTLE_TIMEOUT {
+            log::warn!(
+                "{} bytes still allocated {} s after the reader was dropped",
+                stats.allocated,
+                SETTLE_TIMEOUT.as_secs_f64()
+            );
+            return stats;
+        }
+        std::thread::sleep(SETTLE_POLL);
+    }
 }
 
 /// Prints rows as they are measured: a table, or JSON lines.
@@ -576,7 +852,7 @@ impl Report {
         text.push('\n');
         let _ = writeln!(
             text,
-            "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7}",
+            "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7} {:>10} {:>7}",
             "case",
             "read",
             "MiB/s",
@@ -586,7 +862,9 @@ impl Report {
             "fetch/dlv",
             "/link",
             "/plain",
-            "secs"
+            "secs",
+            "fetched",
+            "budget"
         );
         self.emit(&text)
     }
@@ -594,7 +872,7 @@ impl Report {
     fn row(&mut self, row: Row) -> Result<()> {
         if self.json {
             return self.emit(&format!(
-                "{{\"case\":\"{}\",\"read_bytes\":{},\"bytes\":{},\"reads\":{},\"seconds\":{},\"mib_per_s\":{},\"reads_per_s\":{},\"ttfb_ms\":{},\"requests\":{},\"fetched_per_delivered\":{},\"vs_link\":{},\"vs_plain\":{},{}}}\n",
+                "{{\"case\":\"{}\",\"read_bytes\":{},\"bytes\":{},\"reads\":{},\"seconds\":{},\"mib_per_s\":{},\"reads_per_s\":{},\"ttfb_ms\":{},\"requests\":{},\"fetched_bytes\":{},\"delivered_bytes\":{},\"fetched_per_delivered\":{},\"budget_bytes\":{},\"within_budget\":{},\"vs_link\":{},\"vs_plain\":{},{}}}\n",
                 row.case,
                 row.read,
                 row.bytes,
@@ -604,7 +882,12 @@ impl Report {
                 json_number(Some(row.reads_per_sec())),
                 json_number(row.ttfb.map(|t| t.as_secs_f64() * 1e3)),
                 row.requests,
+                row.fetched,
+                row.delivered,
                 json_number(row.fetched_per_delivered()),
+                row.budget.map_or_else(|| "null".to_owned(), |b| b.to_string()),
+                row.within_budget()
+                    .map_or_else(|| "null".to_owned(), |ok| ok.to_string()),
                 json_number(row.vs_link),
                 json_number(row.vs_plain),
                 self.context,
@@ -614,7 +897,7 @@ impl Report {
             value.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
         };
         self.emit(&format!(
-            "{:<16} {:>6} {:>9.1} {:>9.1} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7.2}\n",
+            "{:<16} {:>6} {:>9.1} {:>9.1} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7.2} {:>10} {:>7}\n",
             row.case,
             short_size(row.read),
             row.rate(),
@@ -625,6 +908,8 @@ impl Report {
             or_dash(row.vs_link, 2),
             or_dash(row.vs_plain, 2),
             row.elapsed.as_secs_f64(),
+            short_size_rounded(row.fetched),
+            budget_cell(&row),
         ))
     }
 
@@ -634,6 +919,33 @@ impl Report {
         }
         self.emit(&format!("\nfinished in {:.1} s\n", elapsed.as_secs_f64()))
     }
+}
+
+/// `256K`, `2M!`: the budget, marked `!` when the row fetched more, or
+/// `-` for a row without one. One word, so the table splits on spaces.
+fn budget_cell(row: &Row) -> String {
+    match (row.budget, row.within_budget()) {
+        (Some(budget), Some(ok)) => {
+            format!(
+                "{}{}",
+                short_size_rounded(budget),
+                if ok { "" } else { "!" }
+            )
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+/// `812`, `16K`, `2.5M`, `1.25G`: a size in one word (no space), to a few
+/// digits.
+fn short_size_rounded(bytes: u64) -> String {
+    for (unit, name) in [(GIB, "G"), (MIB, "M"), (KIB, "K")] {
+        if bytes >= unit {
+            let value = bytes as f64 / unit as f64;
+            return format!("{}{name}", fmt_float((value * 100.0).round() / 100.0));
+        }
+    }
+    bytes.to_string()
 }
 
 /// `25`, `0.5`: a float without needless decimals.
@@ -684,6 +996,130 @@ mod tests {
         assert_eq!(json_number(Some(f64::NAN)), "null");
         assert_eq!(json_number(None), "null");
         assert_eq!(json_number(Some(1.5)), "1.5");
+    }
+
+    /// A target over a local server with no simulated link, holding `data`
+    /// as the generated object.
+    fn local_target(data: Vec<u8>) -> (Target, TestServer) {
+        let len = data.len() as u64;
+        let server = start_server(data, None).expect("a local server");
+        let target = Target {
+            location: server.url(OBJECT_PATH),
+            len,
+            object_len: len,
+            generated: true,
+            nominal_limit: None,
+        };
+        (target, server)
+    }
+
+    /// The command line's defaults for reading.
+    fn default_options() -> ReadOptions {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            read: ReadOptions,
+        }
+        <Cli as clap::Parser>::try_parse_from(["bench"])
+            .expect("the defaults parse")
+            .read
+    }
+
+    /// Each access pattern's row, in order.
+    fn pattern_rows(target: &Target, options: &ReadOptions) -> Result<Vec<Row>> {
+        Ok(vec![
+            random_4k(target, 20, options)?,
+            header_idle(target, options)?,
+            members(target, options)?,
+            first_mib_drop(target, options)?,
+            eof_probe(target, options)?,
+        ])
+    }
+
+    #[test]
+    fn pattern_rows_count_the_bytes_they_need() {
+        let len = 4 * MIB;
+        let (target, _server) = local_target(generate(len, None).expect("memory"));
+        let rows = pattern_rows(&target, &default_options()).expect("the patterns run");
+        let needed: Vec<_> = rows
+            .iter()
+            .map(|r| (r.case, r.delivered, r.reads))
+            .collect();
+        assert_eq!(
+            needed,
+            [
+                ("random-4k", 20 * 4 * KIB, 20),
+                ("header-idle", 24, 3),
+                ("members", 3 * MIB, 3 * 64),
+                ("first-mib-drop", MIB, 16),
+                ("eof-probe", 0, 1),
+            ]
+        );
+        let budgets: Vec<_> = rows.iter().map(|r| r.budget).collect();
+        assert_eq!(
+            budgets,
+            [
+                Some(4 * 20 * 4 * KIB),
+                Some(256 * KIB),
+                Some(6 * MIB),
+                Some(2 * MIB),
+                Some(0)
+            ]
+        );
+        assert!(rows.iter().all(|r| r.bytes == r.delivered));
+        // Whatever the reader's policy, it fetched at least what was read.
+        assert!(rows.iter().all(|r| r.fetched >= r.delivered));
+    }
+
+    #[test]
+    fn pattern_rows_fit_an_object_smaller_than_their_reads() {
+        let (target, _server) = local_target(generate(10, None).expect("memory"));
+        let rows = pattern_rows(&target, &default_options()).expect("the patterns run");
+        let needed: Vec<_> = rows.iter().map(|r| (r.case, r.delivered)).collect();
+        assert_eq!(
+            needed,
+            [
+                ("random-4k", 20 * 10),
+                ("header-idle", 10),
+                ("members", 3 * 10),
+                ("first-mib-drop", 10),
+                ("eof-probe", 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn pattern_rows_refuse_wrong_bytes() {
+        let mut data = generate(4 * MIB, None).expect("memory");
+        data.iter_mut().for_each(|b| *b = !*b);
+        let (target, _server) = local_target(data);
+        let options = default_options();
+        assert!(random_4k(&target, 5, &options).is_err());
+        assert!(header_idle(&target, &options).is_err());
+        assert!(members(&target, &options).is_err());
+        assert!(first_mib_drop(&target, &options).is_err());
+    }
+
+    #[test]
+    fn budgets_judge_bytes_fetched_even_when_none_are_needed() {
+        let probe = |fetched| Row {
+            fetched,
+            budget: Some(0),
+            ..Row::default()
+        };
+        assert_eq!(probe(0).fetched_per_delivered(), None);
+        assert_eq!(probe(0).within_budget(), Some(true));
+        assert_eq!(budget_cell(&probe(0)), "0");
+        assert_eq!(probe(1).within_budget(), Some(false));
+        assert_eq!(budget_cell(&probe(1)), "0!");
+        let members = Row {
+            fetched: 6 * MIB + 1,
+            delivered: 3 * MIB,
+            budget: Some(6 * MIB),
+            ..Row::default()
+        };
+        assert_eq!(budget_cell(&members), "6M!");
+        assert_eq!(budget_cell(&Row::default()), "-");
     }
 
     #[test]
