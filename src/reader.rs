@@ -118,12 +118,10 @@ struct ProducerLink {
 }
 
 impl ProducerLink {
-    /// Drops the blocks already in the channel (all from abandoned epochs),
-    /// counting them as wasted, and tells the producer there is room.
-    fn drain_blocks(&self, counters: &Counters) {
-        let wasted: u64 = self.blocks.try_iter().map(|block| block.len).sum();
-        Counters::add(&counters.bytes_wasted, wasted);
-        if wasted > 0 {
+    /// Drops the blocks already in the channel (all from abandoned epochs)
+    /// and tells the producer there is room.
+    fn drain_blocks(&self) {
+        if self.blocks.try_iter().count() > 0 {
             let _ = self.events.send(Event::Taken);
         }
     }
@@ -157,6 +155,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             None => shared_pool()?,
         };
         let counters = Arc::new(Counters::default());
+        Counters::add(&counters.requests, source.requests_at_open());
         let frontier = Arc::new(Mutex::new(Frontier::default()));
         let (events_tx, events) = crossbeam_channel::unbounded();
         // Room for every request in flight plus as many again queued; the
@@ -282,7 +281,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         // Frees the window behind's buffer, not just its bytes.
         self.behind = Vec::new();
         self.behind_charge = None;
-        link.drain_blocks(&self.counters);
+        link.drain_blocks();
         drop(link.blocks);
         link.thread
             .join()
@@ -382,15 +381,14 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.drop_current();
         self.clear_behind();
         if let Some(link) = &self.link {
-            link.drain_blocks(&self.counters);
+            link.drain_blocks();
         }
     }
 
+    /// Drops the block being read; the bytes of it never handed over
+    /// count as wasted.
     fn drop_current(&mut self) {
-        if let Some(current) = self.current.take() {
-            let unread = current.end() - self.buf_pos.clamp(current.offset, current.end());
-            Counters::add(&self.counters.bytes_wasted, unread);
-        }
+        self.current = None;
     }
 
     fn clear_behind(&mut self) {
@@ -508,7 +506,6 @@ impl<S: RangeSource> PrefetchReader<S> {
         loop {
             let block = self.receive_block()?;
             if block.epoch != self.epoch {
-                Counters::add(&self.counters.bytes_wasted, block.len);
                 continue;
             }
             debug_assert_eq!(block.offset, self.next_offset, "blocks arrive in order");
@@ -517,7 +514,6 @@ impl<S: RangeSource> PrefetchReader<S> {
             self.next_ticket = Some(block.ticket);
             if block.end() <= self.pos {
                 // Skipped by a soft seek: never waited for.
-                Counters::add(&self.counters.bytes_wasted, block.len);
                 self.clear_behind();
                 continue;
             }
@@ -595,10 +591,18 @@ impl<S: RangeSource> PrefetchReader<S> {
     }
 
     fn consume_bytes(&mut self, n: usize) {
+        let start = self.pos;
         self.run = self.run.saturating_add(n as u64);
         self.pos += n as u64;
         self.buf_pos = self.pos;
         Counters::add(&self.counters.bytes_delivered, n as u64);
+        if let Some(current) = &mut self.current {
+            // Bytes from the window behind were counted when first read.
+            if start >= current.offset {
+                let start = (start - current.offset) as usize;
+                current.data.delivered(start, start + n);
+            }
+        }
     }
 }
 

@@ -21,16 +21,24 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Stats {
-    /// Range requests started (one per block; a source's retries are not
-    /// counted here but in `retries`).
+    /// Requests the source sent: those of its open
+    /// ([`RangeSource::requests_at_open`](crate::RangeSource::requests_at_open)),
+    /// one per range read started (a block abandoned before its request
+    /// was sent is not one), and every retry.
     pub requests: u64,
-    /// Bytes the source reported receiving, abandoned requests included.
+    /// Body bytes received, abandoned and retried requests included (a
+    /// source that does not report its bytes is taken to have received
+    /// each block whole).
     pub bytes_fetched: u64,
     /// Bytes handed to the caller (a byte read twice after a backward seek
     /// counts twice).
     pub bytes_delivered: u64,
-    /// Bytes of blocks dropped unread: skipped by a seek, abandoned by a
-    /// hard seek or close.
+    /// Bytes received that were never handed to the caller: the rest of a
+    /// block skipped by a seek or abandoned by a hard seek, close or drop,
+    /// bytes of a failed request, bytes a retry received again. A byte read
+    /// again from the window behind the reader is not fetched again, so
+    /// this never exceeds `bytes_fetched`; blocks still in flight when the
+    /// reader is dropped are counted as they end.
     pub bytes_wasted: u64,
     /// Retries the source made (reported through
     /// [`FetchContext::record_retry`](crate::FetchContext::record_retry)).

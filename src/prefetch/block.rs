@@ -115,29 +115,68 @@ impl Spares {
 }
 
 /// The bytes of a completed block, charged until dropped; then its buffer
-/// goes to the [`Spares`].
+/// goes to the [`Spares`], and the bytes of it never handed to the caller
+/// count as wasted, wherever it is dropped (by the reader, in a channel,
+/// or by a job whose block nobody wants any more).
 pub(crate) struct BlockData {
     bytes: Vec<u8>,
     charge: Option<Charge>,
     spares: Arc<Spares>,
+    counters: Arc<Counters>,
+    /// The spans of it handed to the caller: sorted, apart, merged as they
+    /// touch (one span for a block read in order).
+    delivered: Vec<(usize, usize)>,
 }
 
 impl BlockData {
-    pub(crate) fn new(bytes: Vec<u8>, charge: Charge, spares: Arc<Spares>) -> BlockData {
+    pub(crate) fn new(
+        bytes: Vec<u8>,
+        charge: Charge,
+        spares: Arc<Spares>,
+        counters: Arc<Counters>,
+    ) -> BlockData {
         BlockData {
             bytes,
             charge: Some(charge),
             spares,
+            counters,
+            delivered: Vec::new(),
         }
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
+
+    /// Records that the bytes `start..end` of it were handed to the
+    /// caller.
+    pub(crate) fn delivered(&mut self, start: usize, end: usize) {
+        let end = end.min(self.bytes.len());
+        if start >= end {
+            return;
+        }
+        // Spans wholly before or after the new one stay; the ones it
+        // touches merge into it.
+        let first = self.delivered.partition_point(|&(_, e)| e < start);
+        let last = self.delivered.partition_point(|&(s, _)| s <= end);
+        let (mut lo, mut hi) = (start, end);
+        if first < last {
+            lo = lo.min(self.delivered[first].0);
+            hi = hi.max(self.delivered[last - 1].1);
+        }
+        self.delivered.splice(first..last, [(lo, hi)]);
+    }
+
+    /// Bytes of it handed to the caller, each counted once.
+    fn delivered_bytes(&self) -> usize {
+        self.delivered.iter().map(|&(s, e)| e - s).sum()
+    }
 }
 
 impl Drop for BlockData {
     fn drop(&mut self) {
+        let unread = (self.bytes.len() - self.delivered_bytes()) as u64;
+        Counters::add(&self.counters.bytes_wasted, unread);
         if let Some(charge) = self.charge.take() {
             self.spares.put(std::mem::take(&mut self.bytes), charge);
         }
@@ -171,5 +210,39 @@ impl fmt::Debug for Block {
             .field("offset", &self.offset)
             .field("len", &self.len)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(len: usize) -> (BlockData, Arc<Counters>) {
+        let counters = Arc::new(Counters::default());
+        let charge = Charge::new(len as u64, counters.clone(), None);
+        let data = BlockData::new(vec![0; len], charge, Arc::default(), counters.clone());
+        (data, counters)
+    }
+
+    #[test]
+    fn bytes_handed_over_in_any_order_count_once_and_the_rest_is_wasted() {
+        let (mut data, counters) = block(1000);
+        for (start, end) in [
+            (0, 100),
+            (500, 600),
+            (50, 150),
+            (300, 400),
+            (590, 700),
+            (0, 10),
+        ] {
+            data.delivered(start, end);
+        }
+        assert_eq!(data.delivered, [(0, 150), (300, 400), (500, 700)]);
+        data.delivered(150, 300);
+        assert_eq!(data.delivered, [(0, 400), (500, 700)]);
+        data.delivered(900, 5000);
+        assert_eq!(data.delivered_bytes(), 400 + 200 + 100);
+        drop(data);
+        assert_eq!(counters.snapshot().bytes_wasted, 300);
     }
 }

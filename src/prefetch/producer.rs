@@ -170,10 +170,10 @@ impl<S: RangeSource> Scheduler<S> {
         self.abandon_outbox();
     }
 
-    /// Drops blocks of an abandoned epoch that never reached the reader.
+    /// Drops blocks of an abandoned epoch that never reached the reader
+    /// (the bytes of any that arrived count as wasted as they are freed).
     fn abandon_outbox(&mut self) {
-        let wasted: u64 = self.outbox.drain(..).map(|block| block.len).sum();
-        Counters::add(&self.shared.counters.bytes_wasted, wasted);
+        self.outbox.clear();
     }
 
     fn publish_frontier(&self) {
@@ -204,7 +204,6 @@ impl<S: RangeSource> Scheduler<S> {
             };
             self.shared.policy.issued(request);
             self.in_flight += 1;
-            Counters::add(&self.shared.counters.requests, 1);
             let block = self.spawn(number, &cancel, request);
             self.outbox.push_back(block);
         }
@@ -224,9 +223,9 @@ impl<S: RangeSource> Scheduler<S> {
         self.shared.pool.spawn(move || {
             // Timed from here, not from the spawn: time queued in the pool
             // says nothing about the link.
-            let ctx = FetchContext::attached(cancel, counters);
+            let ctx = FetchContext::attached(cancel, counters.clone());
             let result = panic::catch_unwind(AssertUnwindSafe(|| {
-                fetch(&*source, request, buffer, charge, spares, &ctx)
+                fetch(&*source, request, buffer, charge, spares, &ctx, &counters)
             }))
             .unwrap_or_else(|_| {
                 // A source that panics once may panic again: a panic
@@ -292,7 +291,9 @@ impl<S: RangeSource> Scheduler<S> {
 }
 
 /// One fetch job's work: get the block's buffer (unless the work is
-/// already abandoned) and have the source fill it.
+/// already abandoned) and have the source fill it, counting the request
+/// as sent. Bytes received for a read that failed are wasted; a source
+/// that filled the buffer without reporting its bytes received them all.
 fn fetch<S: RangeSource>(
     source: &S,
     request: Request,
@@ -300,6 +301,7 @@ fn fetch<S: RangeSource>(
     charge: Charge,
     spares: Arc<Spares>,
     ctx: &FetchContext,
+    counters: &Arc<Counters>,
 ) -> Result<BlockData> {
     ctx.check_cancelled()?;
     let len = usize::try_from(request.len).map_err(|_| Error::InvalidConfig {
@@ -312,6 +314,17 @@ fn fetch<S: RangeSource>(
     let mut bytes = buffer.unwrap_or_default();
     bytes.truncate(len);
     bytes.resize(len, 0);
-    source.read_at(request.offset, &mut bytes, ctx)?;
-    Ok(BlockData::new(bytes, charge, spares))
+    Counters::add(&counters.requests, 1);
+    if let Err(err) = source.read_at(request.offset, &mut bytes, ctx) {
+        Counters::add(&counters.bytes_wasted, ctx.bytes_received());
+        return Err(err);
+    }
+    let received = ctx.bytes_received();
+    if received < request.len {
+        Counters::add(&counters.bytes_fetched, request.len - received);
+    } else {
+        // Bytes a retry received again.
+        Counters::add(&counters.bytes_wasted, received - request.len);
+    }
+    Ok(BlockData::new(bytes, charge, spares, counters.clone()))
 }

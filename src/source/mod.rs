@@ -106,6 +106,13 @@ pub trait RangeSource: Debug + Send + Sync + 'static {
         let _ = concurrency;
     }
 
+    /// Requests the source sent while it was opened (a `HEAD`, a metadata
+    /// `GET`, their redirects and retries): the reader counts them in
+    /// [`Stats::requests`](crate::Stats::requests). Defaults to 0.
+    fn requests_at_open(&self) -> u64 {
+        0
+    }
+
     /// The object's name for messages: a path, or a URL with secrets
     /// redacted. Defaults to the `Debug` form.
     fn location(&self) -> String {
@@ -141,6 +148,9 @@ macro_rules! forward_range_source {
             }
             fn validator(&self) -> Option<String> {
                 (**self).validator()
+            }
+            fn requests_at_open(&self) -> u64 {
+                (**self).requests_at_open()
             }
         }
     };
@@ -241,9 +251,10 @@ impl FetchContext {
         Counters::add(&self.counters.bytes_fetched, n);
     }
 
-    /// Reports one retry of a failed attempt.
+    /// Reports one retry of a failed attempt: one more request sent.
     pub fn record_retry(&self) {
         Counters::add(&self.counters.retries, 1);
+        Counters::add(&self.counters.requests, 1);
     }
 
     /// Bytes reported so far through [`add_bytes`](Self::add_bytes).

@@ -190,6 +190,11 @@ impl RangeSource for GcsSource {
         self.http.set_concurrency(concurrency);
     }
 
+    /// The metadata `GET`, its retries and redirects.
+    fn requests_at_open(&self) -> u64 {
+        self.http.requests_at_open()
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }

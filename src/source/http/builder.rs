@@ -1,6 +1,7 @@
 //! [`HttpSourceBuilder`]: the settings an [`HttpSource`] is opened with.
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -218,6 +219,8 @@ impl HttpSourceBuilder {
             }),
             version_in_url: None,
             google_errors: false,
+            sent: AtomicU64::new(0),
+            sent_at_open: 0,
         })
     }
 }

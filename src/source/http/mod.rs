@@ -26,6 +26,7 @@
 
 use std::fmt;
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,6 +162,10 @@ pub struct HttpSource {
     /// Whether error bodies are Google API JSON errors, whose
     /// `error.message` goes into messages.
     google_errors: bool,
+    /// Requests sent so far (every redirect hop and retry is one).
+    sent: AtomicU64,
+    /// Requests the open sent.
+    sent_at_open: u64,
 }
 
 /// How reads are pinned when the URL names one version of the object (as
@@ -324,6 +329,7 @@ impl HttpSource {
         self.last_modified = None;
         self.pin = None;
         self.version_in_url = Some(version);
+        self.sent_at_open = self.sent.load(Relaxed);
         Ok(())
     }
 
@@ -496,6 +502,7 @@ impl HttpSource {
 
     /// Takes what opening learned, and picks the precondition for reads.
     fn pin_to(&mut self, meta: Metadata) -> Result<()> {
+        self.sent_at_open = self.sent.load(Relaxed);
         let strong_etag = meta.etag.as_deref().filter(|etag| !is_weak_etag(etag));
         self.pin = match (strong_etag, &meta.last_modified) {
             (Some(etag), _) => Some((header::IF_MATCH, self.header_value(etag, "ETag")?)),
@@ -698,6 +705,7 @@ impl HttpSource {
         foreign: bool,
         what: &str,
     ) -> Result<Response<Body>, Failure> {
+        self.sent.fetch_add(1, Relaxed);
         let mut request = if *method == Method::HEAD {
             agent.head(url)
         } else {
@@ -763,6 +771,11 @@ impl HttpSource {
 impl RangeSource for HttpSource {
     fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The `HEAD` (or `GET` of the first byte), its redirects and retries.
+    fn requests_at_open(&self) -> u64 {
+        self.sent_at_open
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {

@@ -152,6 +152,11 @@ impl RangeSource for S3Source {
         self.http.set_concurrency(concurrency);
     }
 
+    /// The `HEAD` (or `GET` of the first byte), its retries and redirects.
+    fn requests_at_open(&self) -> u64 {
+        self.http.requests_at_open()
+    }
+
     /// `s3://bucket/key`.
     fn location(&self) -> String {
         self.http.location()

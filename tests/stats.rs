@@ -1,0 +1,156 @@
+//! `Stats` as the server sees it: requests are the requests sent (the
+//! open's included), bytes fetched are body bytes received, and bytes
+//! wasted are bytes received that never reached the caller — never more
+//! than were fetched.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prefetch_reader::testing::{is_pattern, pattern, CountingSource, Fault, TestServer};
+use prefetch_reader::{Advice, HttpSource, MemorySource, PrefetchReader, Stats, StatsHandle};
+
+const MIB: usize = 1 << 20;
+
+fn server(len: usize) -> TestServer {
+    TestServer::builder()
+        .object("/data.bin", pattern(len))
+        .build()
+        .expect("server")
+}
+
+/// The handle's stats once every request of the dropped reader has ended
+/// (nothing allocated any more).
+fn settled(handle: &StatsHandle) -> Stats {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = handle.get();
+        if stats.allocated == 0 || Instant::now() > deadline {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_whole_read_counts_every_request_and_byte_the_server_saw() {
+    let server = server(12 * MIB);
+    let source = HttpSource::open(&server.url("/data.bin")).expect("open");
+    let mut reader = PrefetchReader::new(source).expect("reader");
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).expect("read");
+    assert!(out == pattern(12 * MIB));
+    let stats = reader.stats();
+    assert_eq!(stats.requests, server.request_count() as u64, "{stats:?}");
+    assert_eq!(stats.bytes_fetched, server.bytes_sent(), "{stats:?}");
+    assert_eq!(stats.bytes_wasted, 0, "{stats:?}");
+}
+
+#[test]
+fn retries_are_requests_and_their_bytes_are_fetched() {
+    let server = server(4 * MIB);
+    let source = HttpSource::open(&server.url("/data.bin")).expect("open");
+    server.push_fault(Fault::ResetMidBody { after: 1000 });
+    server.push_fault(Fault::Status(503));
+    let mut reader = PrefetchReader::new(source).expect("reader");
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).expect("read");
+    assert!(out == pattern(4 * MIB));
+    let stats = reader.stats();
+    assert!(stats.retries >= 1, "{stats:?}");
+    assert_eq!(stats.requests, server.request_count() as u64, "{stats:?}");
+    assert!(stats.bytes_fetched <= server.bytes_sent(), "{stats:?}");
+    assert!(stats.bytes_wasted <= stats.bytes_fetched, "{stats:?}");
+}
+
+#[test]
+fn hard_seeks_waste_only_bytes_received_and_never_more_than_fetched() {
+    let server = TestServer::builder()
+        .object("/data.bin", pattern(64 * MIB))
+        .bandwidth(16 * MIB as u64)
+        .build()
+        .expect("server");
+    let source = HttpSource::open(&server.url("/data.bin")).expect("open");
+    let mut reader = PrefetchReader::new(source).expect("reader");
+    reader.advise(Advice::Sequential);
+    let handle = reader.stats_handle();
+    let mut buf = vec![0; 64 << 10];
+    for target in [0, 40 * MIB as u64, 3 * MIB as u64, 60 * MIB as u64] {
+        reader.seek(SeekFrom::Start(target)).expect("seek");
+        reader.read_exact(&mut buf).expect("read");
+        assert!(is_pattern(target, &buf));
+    }
+    let during = reader.stats();
+    assert_eq!(during.hard_seeks, 3, "{during:?}");
+    assert!(during.bytes_wasted <= during.bytes_fetched, "{during:?}");
+    drop(reader);
+    let stats = settled(&handle);
+    assert!(stats.bytes_wasted <= stats.bytes_fetched, "{stats:?}");
+    assert!(stats.bytes_fetched <= server.bytes_sent(), "{stats:?}");
+    assert_eq!(
+        stats.bytes_fetched - stats.bytes_wasted,
+        stats.bytes_delivered,
+        "every byte received either reached the caller or was wasted: {stats:?}"
+    );
+}
+
+#[test]
+fn rereading_the_window_behind_wastes_nothing() {
+    let source = MemorySource::new(pattern(8 * MIB));
+    let mut reader = PrefetchReader::new(source).expect("reader");
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).expect("read");
+    let mut again = vec![0; 512 << 10];
+    reader
+        .seek(SeekFrom::End(-(again.len() as i64)))
+        .expect("seek back");
+    reader.read_exact(&mut again).expect("re-read");
+    let stats = reader.stats();
+    assert!(stats.soft_seeks >= 1, "{stats:?}");
+    assert_eq!(stats.bytes_fetched, 8 * MIB as u64, "{stats:?}");
+    assert_eq!(stats.bytes_delivered, (8 * MIB + (512 << 10)) as u64);
+    assert_eq!(stats.bytes_wasted, 0, "{stats:?}");
+}
+
+#[test]
+fn requests_are_the_reads_the_source_was_asked_for() {
+    let source = Arc::new(CountingSource::new(MemorySource::new(pattern(32 * MIB))));
+    let mut reader = PrefetchReader::new(source.clone()).expect("reader");
+    let handle = reader.stats_handle();
+    let mut buf = vec![0; 100_000];
+    for target in [0, 30 * MIB as u64, 1000, 17 * MIB as u64] {
+        reader.seek(SeekFrom::Start(target)).expect("seek");
+        reader.read_exact(&mut buf).expect("read");
+    }
+    drop(reader);
+    let stats = settled(&handle);
+    assert_eq!(stats.requests, source.call_count() as u64, "{stats:?}");
+}
+
+#[test]
+fn bytes_a_forward_seek_skips_are_wasted() {
+    let source = MemorySource::new(pattern(32 * MIB));
+    let mut reader = PrefetchReader::new(source).expect("reader");
+    reader.advise(Advice::Sequential);
+    let handle = reader.stats_handle();
+    let mut buf = vec![0; 4096];
+    for target in [0, 300_000, 200_000, 2_000_000, 2_500_000] {
+        reader.seek(SeekFrom::Start(target)).expect("seek");
+        reader.read_exact(&mut buf).expect("read");
+        assert!(is_pattern(target, &buf));
+    }
+    let during = reader.stats();
+    assert_eq!(
+        during.hard_seeks, 0,
+        "the seeks stay in the window: {during:?}"
+    );
+    drop(reader);
+    let stats = settled(&handle);
+    // Each byte read once: 5 reads of 4 KiB, none overlapping.
+    assert_eq!(stats.bytes_delivered, 5 * 4096);
+    assert_eq!(
+        stats.bytes_fetched - stats.bytes_wasted,
+        stats.bytes_delivered,
+        "{stats:?}"
+    );
+}
