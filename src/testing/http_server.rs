@@ -140,6 +140,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// the limit: it must never be held up by a client that does not read.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// How long the accept thread waits for a refused connection's request
+/// (before answering) and for its close (after).
+const REFUSAL_READ_TIMEOUT: Duration = Duration::from_millis(50);
+
 /// Pause after a failed `accept` (for example out of file descriptors), so a
 /// persistent error does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
@@ -792,10 +796,15 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 }
 
 /// Answers a connection over the limit with `503` and closes it, from the
-/// accept thread, never waiting long on it.
+/// accept thread, never waiting long on it. What the client sent (its
+/// request, usually already there) is read first and after, so the close
+/// is not a reset that would destroy the answer.
 fn refuse(mut stream: TcpStream) {
     log::debug!("test server: connection limit reached; answering 503");
     let _ = stream.set_write_timeout(Some(REFUSAL_WRITE_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(REFUSAL_READ_TIMEOUT));
+    let mut discard = [0; 4096];
+    let _ = stream.read(&mut discard);
     let body = "too many connections\n";
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n\
@@ -805,6 +814,13 @@ fn refuse(mut stream: TcpStream) {
     // A client that is gone or does not read loses only its own answer.
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.shutdown(Shutdown::Write);
+    let until = Instant::now() + REFUSAL_READ_TIMEOUT;
+    while Instant::now() < until {
+        match stream.read(&mut discard) {
+            Ok(1..) => {}
+            _ => break,
+        }
+    }
 }
 
 fn serve_connection(shared: &Shared, stream: TcpStream) {
