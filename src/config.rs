@@ -40,7 +40,7 @@ pub const DEFAULT_MIN_PART_SIZE: u64 = MIB;
 ///
 /// Parts are normally limited by `max_prefetch` (one per connection must fit
 /// in the window) long before this; it bounds the requests a caller's large
-/// reads make, and the memory they take beyond `max_prefetch`.
+/// reads make.
 pub const DEFAULT_MAX_PART_SIZE: u64 = 64 * MIB;
 
 /// Default smallest first request after open or a hard seek: 16 KiB.
@@ -242,9 +242,10 @@ impl ReaderBuilder {
     }
 
     /// Most bytes allocated for blocks (in flight, queued, buffered and
-    /// behind the reader), give or take one part a large read asks for.
-    /// Defaults to [`DEFAULT_MAX_PREFETCH`] (256 MiB). Must be at least
-    /// `min_part_size + window_behind`.
+    /// the window behind the reader), whatever the size of the reads: a
+    /// read larger than the budget is served in parts that fit beside the
+    /// window behind. Defaults to [`DEFAULT_MAX_PREFETCH`] (256 MiB). Must
+    /// be at least `min_part_size + window_behind`.
     pub fn max_prefetch(&mut self, bytes: u64) -> &mut Self {
         self.config.max_prefetch = bytes;
         self

@@ -418,7 +418,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         if self.behind_charge.is_none() {
             // Grown as blocks retire, never allocated whole up front: a
             // large window behind costs memory only once it is filled.
-            self.behind_charge = Some(Charge::new(keep as u64, self.counters.clone(), None));
+            self.behind_charge = Some(Charge::behind(keep as u64, self.counters.clone()));
         }
         let bytes = current.data.bytes();
         if bytes.len() >= keep {

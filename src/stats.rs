@@ -96,6 +96,10 @@ pub(crate) struct Counters {
     pub(crate) wait_nanos: AtomicU64,
     pub(crate) allocated: AtomicU64,
     pub(crate) peak_allocated: AtomicU64,
+    /// The part of `allocated` charged for the window behind the reader:
+    /// the producer keeps room for that window whether it is charged yet
+    /// or not, so blocks and window together stay within the budget.
+    pub(crate) behind: AtomicU64,
 }
 
 impl Counters {
@@ -111,6 +115,12 @@ impl Counters {
 
     pub(crate) fn free(&self, n: u64) {
         self.allocated.fetch_sub(n, Relaxed);
+    }
+
+    /// Bytes allocated for blocks other than the window behind.
+    pub(crate) fn allocated_for_blocks(&self) -> u64 {
+        let behind = self.behind.load(Relaxed);
+        self.allocated.load(Relaxed).saturating_sub(behind)
     }
 
     pub(crate) fn snapshot(&self) -> Stats {

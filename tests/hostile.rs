@@ -303,3 +303,31 @@ fn reads_at_or_past_the_end_early_in_a_streak_fetch_nothing_more() {
     reader.close().expect("close");
     assert_eq!(source.call_count(), 1, "{:?}", source.calls());
 }
+
+#[test]
+fn a_first_read_larger_than_max_prefetch_stays_within_it() {
+    for (max_prefetch, window_behind, read) in [
+        (10 * MIB, None, 64 * MIB),
+        (4 * MIB, Some(2 * MIB), 6 * MIB),
+        (4 * MIB, Some(2 * MIB), 40 * MIB),
+    ] {
+        let source = Arc::new(prefetch_reader::testing::CountingSource::new(
+            MemorySource::new(pattern(96 * MIB as usize)),
+        ));
+        let mut builder = PrefetchReader::builder();
+        builder.max_prefetch(max_prefetch);
+        if let Some(behind) = window_behind {
+            builder.window_behind(behind);
+        }
+        let mut reader = builder.build(source.clone()).expect("reader");
+        let mut buf = vec![0; read as usize];
+        reader.read_exact(&mut buf).expect("read");
+        assert!(is_pattern(0, &buf));
+        let stats = reader.stats();
+        assert!(
+            stats.peak_allocated <= max_prefetch,
+            "{max_prefetch} allowed, {stats:?}"
+        );
+        assert!(source.max_bytes_in_flight() <= max_prefetch);
+    }
+}

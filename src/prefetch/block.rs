@@ -2,6 +2,7 @@
 //! fetch job to the reader; and the charge that keeps their memory counted.
 
 use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -19,6 +20,8 @@ pub(crate) struct Charge {
     counters: Arc<Counters>,
     /// Told when the bytes are freed: the producer may be waiting for room.
     events: Option<Sender<Event>>,
+    /// Whether this is the window behind the reader's charge.
+    behind: bool,
 }
 
 impl Charge {
@@ -32,6 +35,20 @@ impl Charge {
             bytes,
             counters,
             events,
+            behind: false,
+        }
+    }
+
+    /// The charge of the window behind the reader, for which the producer
+    /// always keeps room.
+    pub(crate) fn behind(bytes: u64, counters: Arc<Counters>) -> Charge {
+        Counters::add(&counters.behind, bytes);
+        counters.allocate(bytes);
+        Charge {
+            bytes,
+            counters,
+            events: None,
+            behind: true,
         }
     }
 
@@ -50,6 +67,9 @@ impl Charge {
 
 impl Drop for Charge {
     fn drop(&mut self) {
+        if self.behind {
+            self.counters.behind.fetch_sub(self.bytes, Relaxed);
+        }
         self.counters.free(self.bytes);
         self.notify();
     }

@@ -237,9 +237,16 @@ impl Policy {
         self.frontier
     }
 
-    /// Most bytes that may be allocated for blocks at once.
+    /// Most bytes that may be allocated for blocks at once: the budget
+    /// less the window behind the reader.
     pub(crate) fn memory_limit(&self) -> u64 {
-        self.max_prefetch.saturating_add(self.max_part)
+        self.max_prefetch - self.window_behind
+    }
+
+    /// The largest block that fits beside the window behind: no request
+    /// is larger, so a read of any size is served within the budget.
+    fn largest_block(&self) -> u64 {
+        (self.max_prefetch - self.window_behind).min(self.max_part)
     }
 
     /// The largest read-ahead part: what lets the window hold one part per
@@ -295,7 +302,7 @@ impl Policy {
         let parts = (need / self.min_part).clamp(1, self.concurrency as u64);
         need.div_ceil(parts)
             .max(self.first_request)
-            .min(self.max_part)
+            .min(self.largest_block())
     }
 
     /// The next request to make, given the requests in flight (abandoned

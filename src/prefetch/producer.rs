@@ -197,7 +197,7 @@ impl<S: RangeSource> Scheduler<S> {
         let (number, cancel) = (epoch.number, epoch.cancel.clone());
         loop {
             // Spare buffers are reused, or freed when room is needed.
-            let allocated = self.shared.counters.allocated.load(Relaxed);
+            let allocated = self.shared.counters.allocated_for_blocks();
             let allocated = allocated.saturating_sub(self.shared.spares.charged());
             let Some(request) = self.shared.policy.next_request(self.in_flight, allocated) else {
                 break;
@@ -262,7 +262,7 @@ impl<S: RangeSource> Scheduler<S> {
     /// `len` bytes, within the memory limit.
     fn buffer_for(&self, len: u64) -> (Option<Vec<u8>>, Charge) {
         let counters = &self.shared.counters;
-        let allocated = || counters.allocated.load(Relaxed);
+        let allocated = || counters.allocated_for_blocks();
         let limit = self.shared.policy.memory_limit();
         match self.shared.spares.take(len, &allocated, limit) {
             Some((buffer, charge)) => (Some(buffer), charge),
