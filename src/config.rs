@@ -291,8 +291,10 @@ impl ReaderBuilder {
         self
     }
 
-    /// Runs range requests on `pool` instead of the crate's shared I/O pool
-    /// (see [`PrefetchReader`] for how that one is sized).
+    /// Runs range requests on `pool` instead of the crate's shared I/O
+    /// pools (see [`IO_THREADS`](crate::IO_THREADS) for how those are
+    /// sized). A pool of the caller's never grows: requests beyond its
+    /// threads, stuck ones included, queue.
     ///
     /// A reader must not be read from a thread of its own pool (say, from
     /// inside `pool.install`): the read would wait for fetch jobs that may

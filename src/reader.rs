@@ -13,11 +13,11 @@ use parking_lot::Mutex;
 use crate::config::{Config, ReaderBuilder};
 use crate::error::{Error, Result};
 use crate::prefetch::block::{Block, BlockData, Charge};
+use crate::prefetch::io_pool::IoPool;
 use crate::prefetch::policy::{
     Advice, Policy, ReadSizes, ReaderState, MAX_FORWARD_SEEK_WAIT_DISTANCE, READAHEAD_AFTER_READS,
 };
 use crate::prefetch::producer::{Event, Frontier, Producer};
-use crate::prefetch::shared_pool;
 use crate::source::RangeSource;
 use crate::stats::{Counters, Stats, StatsHandle};
 
@@ -63,7 +63,7 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     source: Arc<S>,
     /// The pool fetch jobs run on: a read from one of its threads would
     /// wait for jobs queued behind itself.
-    pool: Arc<rayon::ThreadPool>,
+    pool: IoPool,
     len: u64,
     window_behind: usize,
     /// The caller's position.
@@ -150,10 +150,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         source.set_concurrency(config.concurrency);
         let len = source.len();
         let source = Arc::new(source);
-        let pool = match &config.io_pool {
-            Some(pool) => pool.clone(),
-            None => shared_pool()?,
-        };
+        let pool = IoPool::new(config.io_pool.clone())?;
         let counters = Arc::new(Counters::default());
         Counters::add(&counters.requests, source.requests_at_open());
         let frontier = Arc::new(Mutex::new(Frontier::default()));
@@ -469,7 +466,7 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// Takes the next block of this epoch from the producer and waits for
     /// its bytes.
     fn advance(&mut self, want: u64) -> Result<()> {
-        if self.pool.current_thread_index().is_some() {
+        if self.pool.is_current_thread_in_it() {
             // The job this read would wait for may be queued behind the
             // very thread that waits: a deadlock, so refuse instead.
             return Err(Error::InvalidConfig {

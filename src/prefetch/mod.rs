@@ -23,49 +23,19 @@
 //! the epoch's blocks unread, and the next read starts a new epoch. Nothing
 //! waits for abandoned jobs; their memory stays charged until they end.
 //!
-//! The I/O pool is a rayon [`ThreadPool`] of [`IO_THREADS`] threads, created
-//! on first use and shared by every reader that was not given its own
-//! (`ReaderBuilder::io_pool`). Its threads spend their time blocked on the
-//! network, so it is kept apart from rayon's global pool, which belongs to
-//! CPU work. Each reader keeps at most its `concurrency` requests in flight;
-//! when readers together want more than the pool has threads, their jobs
-//! queue in the pool in the order they were issued. A request abandoned by
-//! a hard seek or close still holds its pool thread (and counts against its
-//! reader's `concurrency`) until it notices its cancel flag — at the next
-//! body chunk, or at the source's read timeout when a server stalls.
+//! Fetch jobs run on the caller's rayon pool (`ReaderBuilder::io_pool`)
+//! or on the shared I/O pools ([`io_pool`]), kept apart from rayon's
+//! global pool, which belongs to CPU work. Each reader keeps at most its
+//! `concurrency` requests in flight. A request abandoned by a hard seek or
+//! close counts against its reader's `concurrency` until it notices its
+//! cancel flag — at the next body chunk, or at the source's read timeout
+//! when a server stalls — and holds its pool thread until then; the shared
+//! pools grow (within a cap) rather than let such stuck work starve other
+//! readers.
 
 pub(crate) mod block;
+pub(crate) mod io_pool;
 pub(crate) mod policy;
 pub(crate) mod producer;
 
-use std::sync::Arc;
-
-use parking_lot::Mutex;
-use rayon::ThreadPool;
-
-use crate::error::{Error, Result};
-
-/// Threads in the shared I/O pool: four readers at the default
-/// concurrency of 16 run all their requests at once.
-pub const IO_THREADS: usize = 64;
-
-static SHARED_POOL: Mutex<Option<Arc<ThreadPool>>> = Mutex::new(None);
-
-/// The shared I/O pool, made on first use.
-pub(crate) fn shared_pool() -> Result<Arc<ThreadPool>> {
-    let mut slot = SHARED_POOL.lock();
-    if let Some(pool) = &*slot {
-        return Ok(pool.clone());
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(IO_THREADS)
-        .thread_name(|i| format!("prefetch-io-{i}"))
-        .build()
-        .map_err(|err| Error::Io {
-            context: "cannot start the I/O thread pool".to_owned(),
-            source: std::io::Error::other(err),
-        })?;
-    let pool = Arc::new(pool);
-    *slot = Some(pool.clone());
-    Ok(pool)
-}
+pub use io_pool::IO_THREADS;

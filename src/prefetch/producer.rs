@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
-use rayon::ThreadPool;
 
 use super::block::{Block, BlockData, Charge, Spares};
+use super::io_pool::IoPool;
 use super::policy::{Policy, ReaderState, Request};
 use crate::error::{Error, Result};
 use crate::source::{FetchContext, RangeSource};
@@ -64,7 +64,7 @@ struct Epoch {
 
 pub(crate) struct Producer<S> {
     pub(crate) source: Arc<S>,
-    pub(crate) pool: Arc<ThreadPool>,
+    pub(crate) pool: IoPool,
     pub(crate) counters: Arc<Counters>,
     pub(crate) events_tx: Sender<Event>,
     pub(crate) events: Receiver<Event>,
