@@ -5,10 +5,11 @@
 mod common;
 
 use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{random_bytes, zip_of, KIB, MIB};
-use prefetch_reader::testing::{is_pattern, SimulatedLink};
+use prefetch_reader::testing::{is_pattern, CountingSource, SimulatedLink};
 use prefetch_reader::{Advice, MemorySource, PrefetchReader, DEFAULT_FIRST_REQUEST_SIZE};
 
 /// Time for the producer to act on what it was told: a reader that
@@ -174,4 +175,44 @@ fn three_members_of_a_zip_of_a_hundred_fetch_about_what_they_occupy() {
         "fetched {fetched} bytes for {needed} needed: {:?}",
         stats.get()
     );
+}
+
+/// The requests (offset, length) made below `below` while a caller reads
+/// the first 8 MiB with `fill_buf` and `consume` only, or with `read`.
+fn early_requests(fill_buf_only: bool, below: u64) -> Vec<(u64, u64)> {
+    let source = Arc::new(CountingSource::new(link(64 * MIB)));
+    let mut reader = PrefetchReader::new(source.clone()).expect("reader");
+    let mut buf = vec![0; 16 * KIB as usize];
+    let mut total = 0u64;
+    while total < 8 * MIB {
+        let n = if fill_buf_only {
+            let available = reader.fill_buf().expect("fill_buf");
+            let n = available.len().min(buf.len());
+            assert!(is_pattern(total, &available[..n]));
+            reader.consume(n);
+            n
+        } else {
+            let n = reader.read(&mut buf).expect("read");
+            assert!(is_pattern(total, &buf[..n]));
+            n
+        };
+        total += n as u64;
+    }
+    let mut calls: Vec<(u64, u64)> = source
+        .calls()
+        .iter()
+        .filter(|c| c.offset < below)
+        .map(|c| (c.offset, c.len))
+        .collect();
+    calls.sort_unstable();
+    calls
+}
+
+#[test]
+fn callers_of_fill_buf_alone_make_the_requests_readers_make() {
+    let by_fill_buf = early_requests(true, 4 * MIB);
+    assert_eq!(by_fill_buf, early_requests(false, 4 * MIB));
+    // One first request, then read-ahead doubling with the run: no extra
+    // demand request before read-ahead starts.
+    assert_eq!(by_fill_buf[..3], [(0, 16 * KIB), (16 * KIB, 16 * KIB), (32 * KIB, 32 * KIB)]);
 }
