@@ -257,6 +257,23 @@ impl<S: RangeSource> PrefetchReader<S> {
         StatsHandle(self.counters.clone())
     }
 
+    /// Test support (feature `testing`): waits until the producer has no
+    /// request in flight and, on what it was told so far, decides to make
+    /// no more — so a test can assert what an idle reader fetched without
+    /// sleeping.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after close; [`Error::Terminated`] if the producer
+    /// thread ended.
+    #[cfg(feature = "testing")]
+    pub fn wait_until_quiet(&self) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(Event::Quiet(tx))?;
+        rx.recv()
+            .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))
+    }
+
     /// Stops the producer thread and abandons the work in flight, without
     /// waiting for the source, and frees the reader's buffers. Every call
     /// after close (`read`, even of an empty buffer, `fill_buf`, `seek`,

@@ -1,6 +1,8 @@
 //! What the access patterns of real consumers fetch with default settings:
 //! read-ahead grows only with what the reader consumed in order, so reads
-//! that seek and then read a little fetch about what they read.
+//! that seek and then read a little fetch about what they read. Idle
+//! pauses wait until the producer is quiet (`wait_until_quiet`), so what an
+//! idle reader fetched is measured once it has decided everything.
 
 mod common;
 
@@ -11,10 +13,6 @@ use std::time::Duration;
 use common::{random_bytes, zip_of, KIB, MIB};
 use prefetch_reader::testing::{is_pattern, CountingSource, SimulatedLink};
 use prefetch_reader::{Advice, MemorySource, PrefetchReader, DEFAULT_FIRST_REQUEST_SIZE};
-
-/// Time for the producer to act on what it was told: a reader that
-/// over-fetches while idle shows it by then.
-const SETTLE: Duration = Duration::from_millis(200);
 
 fn link(len: u64) -> SimulatedLink {
     SimulatedLink::new(len, Duration::ZERO, 0)
@@ -28,7 +26,7 @@ fn a_small_header_read_in_three_reads_then_idle_fetches_one_first_request() {
         reader.read_exact(&mut header).expect("read");
         assert!(is_pattern(i * 8, &header));
     }
-    std::thread::sleep(SETTLE);
+    reader.wait_until_quiet().expect("quiet");
     let stats = reader.stats();
     assert!(
         stats.bytes_fetched <= DEFAULT_FIRST_REQUEST_SIZE + 24,
@@ -43,7 +41,7 @@ fn three_one_byte_reads_then_idle_fetch_at_most_256_kib() {
     for _ in 0..3 {
         reader.read_exact(&mut one).expect("read");
     }
-    std::thread::sleep(SETTLE);
+    reader.wait_until_quiet().expect("quiet");
     let stats = reader.stats();
     assert!(stats.bytes_fetched <= 256 * KIB, "{stats:?}");
 }
@@ -63,7 +61,7 @@ fn member_like_runs_after_seeks_fetch_at_most_twice_what_they_read() {
             at += buf.len() as u64;
         }
         read += run;
-        std::thread::sleep(SETTLE);
+        reader.wait_until_quiet().expect("quiet");
     }
     let stats = reader.stats();
     assert!(
@@ -79,7 +77,7 @@ fn reading_the_first_mebibyte_then_dropping_fetches_at_most_twice_that() {
     for _ in 0..16 {
         reader.read_exact(&mut buf).expect("read");
     }
-    std::thread::sleep(SETTLE);
+    reader.wait_until_quiet().expect("quiet");
     let stats = reader.stats();
     assert!(stats.bytes_fetched <= 2 * MIB, "{stats:?}");
 }
@@ -91,7 +89,7 @@ fn a_probe_of_the_end_fetches_nothing() {
     let mut buf = [0; 100];
     assert_eq!(reader.read(&mut buf).expect("read"), 0);
     assert!(reader.fill_buf().expect("fill_buf").is_empty());
-    std::thread::sleep(SETTLE);
+    reader.wait_until_quiet().expect("quiet");
     let stats = reader.stats();
     assert_eq!((stats.requests, stats.bytes_fetched), (0, 0), "{stats:?}");
 }
@@ -121,7 +119,7 @@ fn random_reads_under_advice_random_never_read_ahead() {
     for _ in 0..32 {
         reader.read_exact(&mut buf).expect("read");
     }
-    std::thread::sleep(SETTLE);
+    reader.wait_until_quiet().expect("quiet");
     let stats = reader.stats();
     assert_eq!(stats.bytes_fetched, 32 * 64 * KIB, "{stats:?}");
 }
@@ -134,7 +132,7 @@ fn advice_sequential_reads_ahead_from_the_first_read() {
         .expect("reader");
     let mut one = [0; 1];
     reader.read_exact(&mut one).expect("read");
-    std::thread::sleep(SETTLE);
+    reader.wait_until_quiet().expect("quiet");
     assert!(
         reader.stats().bytes_fetched > 16 * MIB,
         "{:?}",
@@ -214,5 +212,8 @@ fn callers_of_fill_buf_alone_make_the_requests_readers_make() {
     assert_eq!(by_fill_buf, early_requests(false, 4 * MIB));
     // One first request, then read-ahead doubling with the run: no extra
     // demand request before read-ahead starts.
-    assert_eq!(by_fill_buf[..3], [(0, 16 * KIB), (16 * KIB, 16 * KIB), (32 * KIB, 32 * KIB)]);
+    assert_eq!(
+        by_fill_buf[..3],
+        [(0, 16 * KIB), (16 * KIB, 16 * KIB), (32 * KIB, 32 * KIB)]
+    );
 }

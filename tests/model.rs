@@ -28,6 +28,8 @@ enum Op {
     ConsumeNothing,
     Seek(SeekFrom),
     Position,
+    /// A pause: until the producer falls quiet, twice.
+    Idle,
 }
 
 /// Settings for one case, valid or not.
@@ -110,6 +112,7 @@ fn op(len: usize) -> impl Strategy<Value = Op> {
         2 => any::<u8>().prop_map(Op::FillConsume),
         1 => Just(Op::ConsumeNothing),
         1 => Just(Op::Position),
+        1 => Just(Op::Idle),
         // Short moves land inside the window ahead or behind; long ones
         // outside; absolute ones anywhere, past EOF included.
         2 => (-70_000i64..70_000).prop_map(|d| Op::Seek(SeekFrom::Current(d))),
@@ -132,6 +135,21 @@ fn case() -> impl Strategy<Value = (usize, Settings, Vec<Op>)> {
 /// The error kind of an io result, or the value.
 fn outcome<T>(result: io::Result<T>) -> Result<T, io::ErrorKind> {
     result.map_err(|err| err.kind())
+}
+
+/// Waits until the producer is quiet (nothing in flight, nothing more to
+/// ask for), then again: an idle reader stays quiet, making no request
+/// more, and has wasted no more than it fetched.
+fn assert_idle_stays_quiet<S: RangeSource>(reader: &PrefetchReader<S>, at: &str) {
+    reader.wait_until_quiet().expect("quiet");
+    let quiet = reader.stats();
+    reader.wait_until_quiet().expect("quiet");
+    let later = reader.stats();
+    assert_eq!(
+        quiet.requests, later.requests,
+        "{at}: an idle reader went on fetching"
+    );
+    assert!(quiet.bytes_wasted <= quiet.bytes_fetched, "{at}: {quiet:?}");
 }
 
 /// Runs `ops` on both; panics on the first difference.
@@ -184,6 +202,7 @@ fn check_against_cursor<S: RangeSource>(data: &[u8], mut reader: PrefetchReader<
                 );
             }
             Op::Position => {}
+            Op::Idle => assert_idle_stays_quiet(&reader, &at),
         }
         assert_eq!(
             reader.stream_position().expect("position"),
@@ -318,6 +337,7 @@ fn check_with_faults(data: &[u8], mut reader: PrefetchReader<ScriptedSource>, op
                 );
             }
             Op::Position => {}
+            Op::Idle => assert_idle_stays_quiet(&reader, &at),
         }
         assert_eq!(
             reader.stream_position().expect("position"),

@@ -46,6 +46,10 @@ pub(crate) enum Event {
     Freed,
     /// Stop: the reader is closing.
     Shutdown,
+    /// Answer on this channel once nothing is in flight and nothing more
+    /// is to be requested (test support).
+    #[cfg(feature = "testing")]
+    Quiet(Sender<()>),
 }
 
 /// The end of what has been requested in the current epoch, shared with
@@ -83,6 +87,9 @@ struct Scheduler<S> {
     /// never blocks on the reader: it must keep answering events.
     outbox: VecDeque<Block>,
     next_ticket: u64,
+    /// Who waits for the producer to fall quiet.
+    #[cfg(feature = "testing")]
+    quiet_waiters: Vec<Sender<()>>,
 }
 
 impl<S: RangeSource> Producer<S> {
@@ -94,6 +101,8 @@ impl<S: RangeSource> Producer<S> {
             in_flight: 0,
             outbox: VecDeque::new(),
             next_ticket: 0,
+            #[cfg(feature = "testing")]
+            quiet_waiters: Vec::new(),
         };
         scheduler.run();
     }
@@ -115,6 +124,12 @@ impl<S: RangeSource> Scheduler<S> {
             self.schedule();
             if !self.flush() {
                 break;
+            }
+            #[cfg(feature = "testing")]
+            if self.in_flight == 0 {
+                for waiter in self.quiet_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
             }
         }
         self.stop();
@@ -155,6 +170,8 @@ impl<S: RangeSource> Scheduler<S> {
             }
             Event::Taken | Event::Freed => {}
             Event::Shutdown => return false,
+            #[cfg(feature = "testing")]
+            Event::Quiet(waiter) => self.quiet_waiters.push(waiter),
         }
         true
     }
