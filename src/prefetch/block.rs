@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
+use super::part_buffer::PartBuffer;
 use super::producer::Event;
 use crate::error::Result;
 use crate::stats::Counters;
@@ -86,12 +87,12 @@ const SPARE_BUFFERS: usize = 4;
 /// size.
 #[derive(Default)]
 pub(crate) struct Spares {
-    buffers: Mutex<Vec<(Vec<u8>, Charge)>>,
+    buffers: Mutex<Vec<(PartBuffer, Charge)>>,
 }
 
 impl Spares {
     /// Keeps `bytes` for reuse; when full, frees the smallest buffer.
-    fn put(&self, bytes: Vec<u8>, charge: Charge) {
+    fn put(&self, bytes: PartBuffer, charge: Charge) {
         let mut buffers = self.buffers.lock();
         charge.notify();
         buffers.push((bytes, charge));
@@ -116,7 +117,7 @@ impl Spares {
         len: u64,
         allocated: &dyn Fn() -> u64,
         limit: u64,
-    ) -> Option<(Vec<u8>, Charge)> {
+    ) -> Option<(PartBuffer, Charge)> {
         let mut buffers = self.buffers.lock();
         // About the size: steady parts are all alike; a bigger buffer for a
         // small block would hold memory the policy did not count.
@@ -139,7 +140,7 @@ impl Spares {
 /// count as wasted, wherever it is dropped (by the reader, in a channel,
 /// or by a job whose block nobody wants any more).
 pub(crate) struct BlockData {
-    bytes: Vec<u8>,
+    bytes: Option<PartBuffer>,
     charge: Option<Charge>,
     spares: Arc<Spares>,
     counters: Arc<Counters>,
@@ -150,13 +151,13 @@ pub(crate) struct BlockData {
 
 impl BlockData {
     pub(crate) fn new(
-        bytes: Vec<u8>,
+        bytes: PartBuffer,
         charge: Charge,
         spares: Arc<Spares>,
         counters: Arc<Counters>,
     ) -> BlockData {
         BlockData {
-            bytes,
+            bytes: Some(bytes),
             charge: Some(charge),
             spares,
             counters,
@@ -165,13 +166,13 @@ impl BlockData {
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_ref().map_or(&[], PartBuffer::as_slice)
     }
 
     /// Records that the bytes `start..end` of it were handed to the
     /// caller.
     pub(crate) fn delivered(&mut self, start: usize, end: usize) {
-        let end = end.min(self.bytes.len());
+        let end = end.min(self.bytes().len());
         if start >= end {
             return;
         }
@@ -195,10 +196,10 @@ impl BlockData {
 
 impl Drop for BlockData {
     fn drop(&mut self) {
-        let unread = (self.bytes.len() - self.delivered_bytes()) as u64;
+        let unread = (self.bytes().len() - self.delivered_bytes()) as u64;
         Counters::add(&self.counters.bytes_wasted, unread);
-        if let Some(charge) = self.charge.take() {
-            self.spares.put(std::mem::take(&mut self.bytes), charge);
+        if let (Some(bytes), Some(charge)) = (self.bytes.take(), self.charge.take()) {
+            self.spares.put(bytes, charge);
         }
     }
 }
@@ -240,7 +241,8 @@ mod tests {
     fn block(len: usize) -> (BlockData, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
         let charge = Charge::new(len as u64, counters.clone(), None);
-        let data = BlockData::new(vec![0; len], charge, Arc::default(), counters.clone());
+        let bytes = PartBuffer::new(len).expect("buffer");
+        let data = BlockData::new(bytes, charge, Arc::default(), counters.clone());
         (data, counters)
     }
 

@@ -35,6 +35,7 @@
 
 pub(crate) mod block;
 pub(crate) mod io_pool;
+pub(crate) mod part_buffer;
 pub(crate) mod policy;
 pub(crate) mod producer;
 

@@ -13,6 +13,7 @@ use parking_lot::Mutex;
 
 use super::block::{Block, BlockData, Charge, Spares};
 use super::io_pool::IoPool;
+use super::part_buffer::PartBuffer;
 use super::policy::{Policy, ReaderState, Request};
 use crate::error::{Error, Result};
 use crate::source::{FetchContext, RangeSource};
@@ -277,7 +278,7 @@ impl<S: RangeSource> Scheduler<S> {
 
     /// A buffer (a spare one, when one fits) and its charge for a block of
     /// `len` bytes, within the memory limit.
-    fn buffer_for(&self, len: u64) -> (Option<Vec<u8>>, Charge) {
+    fn buffer_for(&self, len: u64) -> (Option<PartBuffer>, Charge) {
         let counters = &self.shared.counters;
         let allocated = || counters.allocated_for_blocks();
         let limit = self.shared.policy.memory_limit();
@@ -314,7 +315,7 @@ impl<S: RangeSource> Scheduler<S> {
 fn fetch<S: RangeSource>(
     source: &S,
     request: Request,
-    buffer: Option<Vec<u8>>,
+    buffer: Option<PartBuffer>,
     charge: Charge,
     spares: Arc<Spares>,
     ctx: &FetchContext,
@@ -326,13 +327,17 @@ fn fetch<S: RangeSource>(
         reason: format!("{} bytes do not fit in memory here", request.len),
     })?;
     // A reused buffer holds an old block's bytes: the source overwrites all
-    // `len` of them or fails (and then they are never read), so only growth
-    // needs zeroing.
-    let mut bytes = buffer.unwrap_or_default();
-    bytes.truncate(len);
-    bytes.resize(len, 0);
+    // `len` of them or fails (and then they are never read).
+    let mut bytes = match buffer {
+        Some(mut buffer) if buffer.capacity() >= len => {
+            buffer.set_len(len);
+            buffer
+        }
+        _ => PartBuffer::new(len)
+            .map_err(|err| Error::io(format!("cannot allocate a {len}-byte block"), err))?,
+    };
     Counters::add(&counters.requests, 1);
-    if let Err(err) = source.read_at(request.offset, &mut bytes, ctx) {
+    if let Err(err) = source.read_at(request.offset, bytes.as_mut_slice(), ctx) {
         Counters::add(&counters.bytes_wasted, ctx.bytes_received());
         return Err(err);
     }
