@@ -325,12 +325,13 @@ impl Gate {
 
 /// Wraps a source whose calls block at a [`Gate`] (ignoring cancellation,
 /// as a stuck server would) until it is opened. Calls before number
-/// `free_calls` pass at once.
+/// `free_calls`, and calls for bytes before `free_below`, pass at once.
 #[derive(Debug)]
 pub struct BlockingSource<S> {
     inner: S,
     gate: Arc<Gate>,
     free_calls: usize,
+    free_below: u64,
     calls: AtomicUsize,
 }
 
@@ -343,8 +344,17 @@ impl<S: RangeSource> BlockingSource<S> {
             inner,
             gate: gate.clone(),
             free_calls,
+            free_below: 0,
             calls: AtomicUsize::new(0),
         };
+        (source, gate)
+    }
+
+    /// Blocks every call that starts at or past `offset`, whatever order
+    /// calls come in; returns the source and its gate.
+    pub fn from_offset(inner: S, offset: u64) -> (BlockingSource<S>, Arc<Gate>) {
+        let (mut source, gate) = BlockingSource::new(inner, 0);
+        source.free_below = offset;
         (source, gate)
     }
 }
@@ -355,7 +365,7 @@ impl<S: RangeSource> RangeSource for BlockingSource<S> {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
-        if self.calls.fetch_add(1, SeqCst) >= self.free_calls {
+        if self.calls.fetch_add(1, SeqCst) >= self.free_calls && offset >= self.free_below {
             self.gate.pass();
         }
         self.inner.read_at(offset, buf, ctx)
