@@ -741,3 +741,18 @@ fn serve_answers_range_requests_from_the_reader_and_curl() {
         }
     }
 }
+
+#[test]
+fn double_v_logs_each_request_with_its_status_and_no_secret() {
+    let fixture = Fixture::new();
+    let url = format!("{}?token=SECRET-TOKEN", fixture.url());
+    let output = run(prefetch().args(["-vv", "cat", &url]));
+    assert_success(&output);
+    let text = stderr(&output);
+    assert!(text.contains("HEAD http://"), "{text}");
+    assert!(text.contains("GET bytes=0-"), "{text}");
+    assert!(text.contains(": 206"), "{text}");
+    assert!(!text.contains("SECRET-TOKEN"), "{text}");
+    let quiet = run(prefetch().args(["-v", "cat", &url]));
+    assert!(!stderr(&quiet).contains("GET bytes="), "{}", stderr(&quiet));
+}

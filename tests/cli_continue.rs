@@ -181,7 +181,7 @@ fn continue_leaves_a_complete_file_alone() {
     let output = get_continue(&server.url("/data.bin"), &out, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("already complete"),
+        stderr(&output).contains("already there, of the expected"),
         "{}",
         stderr(&output)
     );
@@ -319,4 +319,87 @@ fn continue_refuses_stdout_and_a_symlinked_part_file() {
         stderr(&output)
     );
     assert_eq!(fs::read(&victim).expect("victim"), b"precious");
+}
+
+#[test]
+fn a_second_continue_of_the_same_file_is_refused_while_the_first_runs() {
+    let data = pattern(LEN);
+    let server = TestServer::builder()
+        .object("/data.bin", data.clone())
+        .bandwidth(1 << 20)
+        .build()
+        .expect("server");
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("out.bin");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_prefetch"))
+        .args(["get", "-c", &server.url("/data.bin"), "-o"])
+        .arg(&out)
+        .args(["--concurrency", "1"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    wait_for_part(&out, 16 << 10);
+    let second = get_continue(&server.url("/data.bin"), &out, &[]);
+    let _ = first.kill();
+    let _ = first.wait();
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("another download is writing it"),
+        "{}",
+        stderr(&second)
+    );
+    // The first one's bytes are intact: a third run completes them.
+    let third = get_continue(&server.url("/data.bin"), &out, &[]);
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(fs::read(&out).expect("file") == data, "wrong bytes");
+}
+
+#[test]
+fn continue_to_a_folder_name_is_refused_and_leaves_nothing() {
+    let server = TestServer::builder()
+        .object("/data.bin", pattern(1000))
+        .build()
+        .expect("server");
+    let dir = tempfile::tempdir().expect("dir");
+    let output = get_continue(&server.url("/data.bin"), &dir.path().join("nd/"), &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("names a folder"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
+}
+
+#[test]
+fn a_range_is_fetched_alone_not_read_ahead_past_its_end() {
+    let data = pattern(LEN);
+    let server = TestServer::builder()
+        .object("/data.bin", data.clone())
+        .build()
+        .expect("server");
+    let dir = tempfile::tempdir().expect("dir");
+    for (range, bytes) in [
+        ("0-99", &data[..100]),
+        ("5000000-5999999", &data[5_000_000..6_000_000]),
+    ] {
+        server.reset_counters();
+        let out = dir.path().join("range.bin");
+        let output = Command::new(env!("CARGO_BIN_EXE_prefetch"))
+            .args(["get", "--range", range, &server.url("/data.bin"), "-o"])
+            .arg(&out)
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(fs::read(&out).expect("file") == bytes);
+        assert_eq!(server.bytes_sent(), bytes.len() as u64, "{range}");
+        server.reset_counters();
+        let output = Command::new(env!("CARGO_BIN_EXE_prefetch"))
+            .args(["cat", "--range", range, &server.url("/data.bin")])
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(output.stdout == bytes);
+        assert_eq!(server.bytes_sent(), bytes.len() as u64, "cat {range}");
+    }
 }

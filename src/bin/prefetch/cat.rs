@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 
 use crate::copy::{copy_range, CopyError};
-use crate::error::{read_error, stdout_error, Error, Result};
+use crate::error::{read_error, stdout_error, Result};
 use crate::options::ReadOptions;
 use crate::range::ByteRange;
 
@@ -35,15 +35,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let stdout = io::stdout();
     let mut out = stdout.lock();
     for location in &args.locations {
-        let mut reader = args.read.open(location)?;
+        let mut reader = args.read.open_range(location, args.range)?.reader;
         reader.advise(prefetch_reader::Advice::Sequential);
-        let range = match args.range {
-            Some(range) => range.resolve(reader.len()).map_err(|why| {
-                Error::msg(format_args!("{}: {why}", prefetch_reader::redact(location)))
-            })?,
-            None => 0..reader.len(),
-        };
-        match copy_range(&mut reader, range, &mut out, |_| {}) {
+        let len = reader.len();
+        match copy_range(&mut reader, 0..len, &mut out, |_| {}) {
             Ok(_) => {}
             Err(CopyError::Write(err)) => return Err(stdout_error(err)),
             Err(CopyError::Read(err)) => return Err(read_error(location, err)),

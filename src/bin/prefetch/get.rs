@@ -8,7 +8,7 @@ use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use prefetch_reader::StatsHandle;
 
 use crate::copy::{copy_range, CopyError};
-use crate::error::{read_error, Error, Result};
+use crate::error::{read_error, Result};
 use crate::interrupt;
 use crate::options::ReadOptions;
 use crate::output::Output;
@@ -69,20 +69,15 @@ const PROGRESS_TICK: Duration = Duration::from_millis(200);
 pub(crate) fn run(args: &Args) -> Result<()> {
     let location = args.location.as_str();
     let started = Instant::now();
-    let mut reader = args.read.open(location)?;
+    let opened = args.read.open_range(location, args.range)?;
+    let (mut reader, range) = (opened.reader, opened.range);
     reader.advise(prefetch_reader::Advice::Sequential);
-    let range = match args.range {
-        Some(range) => range.resolve(reader.len()).map_err(|why| {
-            Error::msg(format_args!("{}: {why}", prefetch_reader::redact(location)))
-        })?,
-        None => 0..reader.len(),
-    };
-    let total = range.end - range.start;
+    let total = reader.len();
 
     let mut output = if args.resume {
         let version = Version {
             validator: reader.get_ref().validator(),
-            length: reader.len(),
+            length: opened.object_len,
             start: range.start,
             end: range.end,
         };
@@ -90,7 +85,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             Resume::Complete(file) => {
                 let _ = writeln!(
                     io::stderr(),
-                    "{}: already complete ({total} bytes), left alone",
+                    "{}: already there, of the expected {total} bytes, with no .part: left \
+                     alone (its bytes are not checked; remove it to download again)",
                     file.display()
                 );
                 return Ok(());
@@ -116,7 +112,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     // The position is bytes written in order; the bar's `received` figure
     // reads the reader's counters at every redraw, so it moves while parts
     // arrive out of order and nothing can be written yet.
-    let rest = range.start + done..range.end;
+    let rest = done..total;
     let copied = copy_range(&mut reader, rest, output.writer(), |written| {
         progress.set_position(done + written)
     });
@@ -125,11 +121,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         Ok(n) => n,
         Err(err) => {
             if let Output::Resume(resumable) = &output {
-                let _ = writeln!(
-                    io::stderr(),
-                    "{}: kept; `prefetch get -c` again goes on from where it stopped",
-                    resumable.part().display()
-                );
+                let next = if is_object_changed(&err) {
+                    "the object changed, so `prefetch get -c` again starts over"
+                } else {
+                    "`prefetch get -c` again goes on from where it stopped"
+                };
+                let _ = writeln!(io::stderr(), "{}: kept; {next}", resumable.part().display());
             }
             return Err(match err {
                 CopyError::Read(err) => read_error(location, err),
@@ -161,6 +158,17 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     );
     log::info!("{}: {stats:?}", prefetch_reader::redact(location));
     Ok(())
+}
+
+/// Whether a copy failed because the object changed under the reader (a
+/// resumed download's bytes then no longer match).
+fn is_object_changed(err: &CopyError) -> bool {
+    let CopyError::Read(err) = err else {
+        return false;
+    };
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<prefetch_reader::Error>())
+        .is_some_and(|err| matches!(err, prefetch_reader::Error::ObjectChanged { .. }))
 }
 
 /// A bar on stderr when it is a terminal (nothing otherwise: a log or a

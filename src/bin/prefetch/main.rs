@@ -16,6 +16,7 @@ mod output;
 mod range;
 mod resume;
 mod serve;
+mod slice;
 mod units;
 
 use clap::{CommandFactory, Parser, Subcommand};

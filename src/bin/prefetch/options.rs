@@ -1,6 +1,7 @@
 //! The settings every reading command takes, and opening a location with
 //! them.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
@@ -10,8 +11,20 @@ use prefetch_reader::{
     DEFAULT_MIN_PART_SIZE, DEFAULT_WINDOW_BEHIND, MAX_CONCURRENCY,
 };
 
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::range::ByteRange;
+use crate::slice::Slice;
 use crate::units::{parse_size, short_size};
+
+/// An object opened for reading some of its bytes.
+pub(crate) struct Opened {
+    /// Reads the range, at offsets from 0 to its length.
+    pub(crate) reader: PrefetchReader,
+    /// The range, as offsets in the object.
+    pub(crate) range: Range<u64>,
+    /// The object's length.
+    pub(crate) object_len: u64,
+}
 
 /// How long opening a location may wait on a silent server before `-v`
 /// says so (then again after twice as long, and so on).
@@ -156,6 +169,36 @@ impl ReadOptions {
             );
             patience = patience.saturating_mul(2);
         }
+    }
+
+    /// Opens `location` (a URL or a path) and makes a reader over the
+    /// bytes `range` names (the whole object without one): a reader of a
+    /// range reads it as an object of its own, so it never reads ahead
+    /// past the range's end.
+    ///
+    /// # Errors
+    ///
+    /// Those of opening, and a range the object cannot satisfy.
+    pub(crate) fn open_range(&self, location: &str, range: Option<ByteRange>) -> Result<Opened> {
+        let source = self.open_source(location)?;
+        let object_len = source.len();
+        log::info!("{}: {object_len} bytes", prefetch_reader::redact(location));
+        let range = match range {
+            Some(range) => range.resolve(object_len).map_err(|why| {
+                Error::msg(format_args!("{}: {why}", prefetch_reader::redact(location)))
+            })?,
+            None => 0..object_len,
+        };
+        let source: Box<dyn RangeSource> = if range == (0..object_len) {
+            source
+        } else {
+            Box::new(Slice::new(source, range.clone()))
+        };
+        Ok(Opened {
+            reader: self.builder().build(source)?,
+            range,
+            object_len,
+        })
     }
 
     /// Opens `location` (a URL or a path) and makes a reader over it.

@@ -68,6 +68,16 @@ impl ResumableFile {
                 "--continue needs a file to write to, not stdout (-)",
             ));
         }
+        if output
+            .as_os_str()
+            .to_string_lossy()
+            .ends_with(std::path::MAIN_SEPARATOR)
+        {
+            return Err(Error::msg(format_args!(
+                "{}: names a folder, not a file to write to",
+                output.display()
+            )));
+        }
         let destination = follow_symlinks(output)?;
         let replaced = regular_file(&destination)?;
         let part = with_suffix(&destination, ".part")?;
@@ -75,13 +85,40 @@ impl ResumableFile {
         let part_len = regular_file(&part)?.map(|meta| meta.len());
         regular_file(&sidecar)?;
         let wanted = version.end - version.start;
+        if part_len.is_none() {
+            if let Some(old) = &replaced {
+                if old.len() == wanted {
+                    return Ok(Resume::Complete(destination));
+                }
+            }
+        }
+        // Opened (and locked) before anything is decided, so that a second
+        // `get -c` of the same FILE is refused rather than interleaved.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part)
+            .map_err(|err| Error::msg(format_args!("cannot open {}: {err}", part.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::msg(format_args!(
+                    "{}: another download is writing it",
+                    part.display()
+                )))
+            }
+            Err(fs::TryLockError::Error(err)) => {
+                return Err(Error::msg(format_args!(
+                    "cannot lock {}: {err}",
+                    part.display()
+                )))
+            }
+        }
 
         let done = match part_len {
             None => {
                 if let Some(old) = &replaced {
-                    if old.len() == wanted {
-                        return Ok(Resume::Complete(destination));
-                    }
                     say(format_args!(
                         "{}: {} bytes, not the {wanted} expected, and no {}: downloading it again",
                         destination.display(),
@@ -105,18 +142,15 @@ impl ResumableFile {
                 }
             },
         };
-        if done == 0 {
-            write_sidecar(&sidecar, version)?;
-        }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&part)
-            .map_err(|err| Error::msg(format_args!("cannot open {}: {err}", part.display())))?;
+        // The bytes of another version go before the record names the new
+        // one: a failure in between leaves an empty part, never old bytes
+        // labelled as new.
         file.set_len(done)
             .and_then(|()| file.seek(SeekFrom::Start(done)).map(drop))
             .map_err(|err| Error::msg(format_args!("cannot write {}: {err}", part.display())))?;
+        if done == 0 {
+            write_sidecar(&sidecar, version)?;
+        }
         Ok(Resume::Download(Box::new(ResumableFile {
             file,
             part,

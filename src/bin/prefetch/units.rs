@@ -52,7 +52,7 @@ pub(crate) fn parse_positive_size(text: &str) -> Result<u64, String> {
 /// A size in the shortest exact form: `8K`, `16M`, `1G`, or bytes.
 pub(crate) fn short_size(bytes: u64) -> String {
     for (unit, name) in [(GIB, "G"), (MIB, "M"), (KIB, "K")] {
-        if bytes >= unit && bytes % unit == 0 {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
             return format!("{}{name}", bytes / unit);
         }
     }

@@ -537,8 +537,15 @@ impl HttpSource {
         mut attempt: impl FnMut() -> Result<T, Failure>,
     ) -> Result<T> {
         let mut retrier = Retrier::new(&self.retry);
+        let mut retrying = false;
         loop {
             ctx.check_cancelled()?;
+            if retrying {
+                // Counted as it is sent: a retry cancelled in its backoff
+                // is none.
+                ctx.record_retry();
+            }
+            retrying = true;
             let failure = match attempt() {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
@@ -550,7 +557,6 @@ impl HttpSource {
                 return Err(failure.error);
             };
             log::debug!("{}; retrying in {delay:?}", failure.error);
-            ctx.record_retry();
             sleep_unless_cancelled(delay, ctx)?;
         }
     }
@@ -738,10 +744,12 @@ impl HttpSource {
         if let Some(timeout) = self.read_timeout {
             config = config.timeout_per_read(Some(timeout));
         }
-        config
+        let response = config
             .build()
             .call()
-            .map_err(|err| self.transport_error(err, what).into())
+            .map_err(|err| self.transport_error(err, what))?;
+        log::debug!("{what} {}: {}", redact_url(url), response.status().as_u16());
+        Ok(response)
     }
 
     fn truncated(&self, offset: u64, expected: usize, received: usize) -> Error {
