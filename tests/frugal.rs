@@ -208,8 +208,10 @@ fn early_requests(fill_buf_only: bool, below: u64) -> Vec<(u64, u64)> {
 
 #[test]
 fn callers_of_fill_buf_alone_make_the_requests_readers_make() {
-    let by_fill_buf = early_requests(true, 4 * MIB);
-    assert_eq!(by_fill_buf, early_requests(false, 4 * MIB));
+    // Below 1 MiB the sizes follow the run alone; further on the link's
+    // measured speed (timing) shapes them.
+    let by_fill_buf = early_requests(true, MIB);
+    assert_eq!(by_fill_buf, early_requests(false, MIB));
     // One first request, then read-ahead doubling with the run: no extra
     // demand request before read-ahead starts.
     assert_eq!(
