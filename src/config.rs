@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rayon::ThreadPool;
 
 use crate::error::{Error, Result};
-use crate::prefetch::policy::Advice;
+use crate::prefetch::policy::{Advice, Limits};
 use crate::reader::PrefetchReader;
 use crate::source::RangeSource;
 
@@ -117,6 +117,18 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// The numbers the prefetch policy decides within.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            concurrency: self.concurrency,
+            max_prefetch: self.max_prefetch,
+            min_part: self.min_part_size,
+            max_part: self.max_part_size,
+            first_request: self.first_request_size,
+            window_behind: self.window_behind,
+        }
+    }
+
     fn invalid(setting: &'static str, reason: String) -> Error {
         Error::InvalidConfig { setting, reason }
     }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::prefetch::block::{Block, BlockData, Charge};
 use crate::prefetch::io_pool::IoPool;
 use crate::prefetch::policy::{
-    Advice, Policy, ReadSizes, ReaderState, MAX_FORWARD_SEEK_WAIT_DISTANCE, READAHEAD_AFTER_READS,
+    classify_seek, reports_every_read, Advice, Policy, ReadSizes, ReaderState, SeekKind, SeekView,
 };
 use crate::prefetch::producer::{Event, Frontier, Producer};
 use crate::source::RangeSource;
@@ -167,7 +167,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             events,
             blocks: blocks_tx,
             frontier: frontier.clone(),
-            policy: Policy::new(&config, len),
+            policy: Policy::new(config.limits(), len),
         };
         let thread = thread::Builder::new()
             .name("prefetch-producer".to_owned())
@@ -348,7 +348,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         if len > 0 {
             self.read_sizes.add(len);
         }
-        if self.started && self.streak <= READAHEAD_AFTER_READS {
+        if self.started && reports_every_read(self.streak) {
             self.send(Event::Progress {
                 epoch: self.epoch,
                 reader: self.reader_state(len),
@@ -360,23 +360,22 @@ impl<S: RangeSource> PrefetchReader<S> {
     fn reconcile(&mut self) {
         // A seek ends the run: read-ahead is earned again from here.
         self.run = 0;
-        let in_buffers =
-            self.started && self.pos >= self.lowest_buffered() && self.pos <= self.next_offset;
-        let in_flight = self.started
-            && self.pos > self.buf_pos
-            && self.pos.saturating_sub(self.next_offset) <= MAX_FORWARD_SEEK_WAIT_DISTANCE
-            && {
-                let frontier = *self.frontier.lock();
-                frontier.epoch == self.epoch && self.pos < frontier.end
-            };
-        if in_buffers || in_flight {
-            Counters::add(&self.counters.soft_seeks, 1);
-        } else if self.started {
-            Counters::add(&self.counters.hard_seeks, 1);
-            self.new_epoch();
-        } else {
-            // Nothing asked for yet: nothing to keep or abandon.
-            self.next_offset = self.pos;
+        let frontier = *self.frontier.lock();
+        let view = SeekView {
+            started: self.started,
+            target: self.pos,
+            from: self.buf_pos,
+            buffered_from: self.lowest_buffered(),
+            next_offset: self.next_offset,
+            requested_end: (frontier.epoch == self.epoch).then_some(frontier.end),
+        };
+        match classify_seek(view) {
+            SeekKind::Soft => Counters::add(&self.counters.soft_seeks, 1),
+            SeekKind::Hard => {
+                Counters::add(&self.counters.hard_seeks, 1);
+                self.new_epoch();
+            }
+            SeekKind::Unstarted => self.next_offset = self.pos,
         }
         self.buf_pos = self.pos;
     }

@@ -1,11 +1,13 @@
-//! The prefetch policy: what to request next, and how large. Pure: no
-//! threads, no clocks; the producer feeds it events and asks it for the next
-//! request, and its tests replay request traces.
+//! The prefetch policy: what to request next, and how large; whether a seek
+//! is soft or hard; when the reader tells the producer of each read. Pure:
+//! no threads, no clocks, no I/O, and no setting but the plain [`Limits`];
+//! the producer feeds it events and asks it for the next request, the
+//! reader asks it what a seek is, and its tests replay traces.
 //!
 //! The reasoning, in order of precedence:
-//! - `max_prefetch` caps everything: the window ahead of the reader never
-//!   exceeds `max_prefetch - window_behind`, and bytes allocated for blocks
-//!   (abandoned ones included) never exceed `max_prefetch + max_part_size`.
+//! - `max_prefetch` caps everything: bytes allocated for blocks (abandoned
+//!   ones included) and the window behind the reader together never exceed
+//!   it, and no request is larger than fits beside the window behind.
 //! - Demand first: the bytes the reader is waiting for are always requested,
 //!   whatever the window. After open or a hard seek that is the read's size,
 //!   rounded up to `first_request_size`, so the first byte comes back in one
@@ -30,8 +32,6 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::config::Config;
-
 /// Read-ahead starts at this many reads in a row without a hard seek.
 /// Fewer and random readers (a read after each seek) would pay for data
 /// they never read; more and sequential readers wait longer for full speed.
@@ -43,6 +43,79 @@ pub(crate) const READAHEAD_AFTER_READS: u32 = 3;
 /// it, waiting for a long transfer to reach the target costs more than a
 /// new request's round trip.
 pub(crate) const MAX_FORWARD_SEEK_WAIT_DISTANCE: u64 = 16 << 20;
+
+/// The settings the policy decides within, validated by the builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Most requests in flight.
+    pub(crate) concurrency: usize,
+    /// Most bytes for blocks and the window behind together.
+    pub(crate) max_prefetch: u64,
+    /// Smallest read-ahead part.
+    pub(crate) min_part: u64,
+    /// Largest request.
+    pub(crate) max_part: u64,
+    /// Smallest first request after open or a hard seek.
+    pub(crate) first_request: u64,
+    /// Bytes kept behind the reader.
+    pub(crate) window_behind: u64,
+}
+
+/// Where the reader's bytes are when it reads after a seek: what
+/// [`classify_seek`] decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SeekView {
+    /// Whether this epoch's first request was asked for.
+    pub(crate) started: bool,
+    /// Where the seek went.
+    pub(crate) target: u64,
+    /// Where the reader was before it (where its buffers were left).
+    pub(crate) from: u64,
+    /// The lowest offset still buffered (window behind, block being read).
+    pub(crate) buffered_from: u64,
+    /// Where the next block of this epoch starts.
+    pub(crate) next_offset: u64,
+    /// The end of what this epoch requested, as the producer last said;
+    /// `None` when what it said was of another epoch.
+    pub(crate) requested_end: Option<u64>,
+}
+
+/// What a seek is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeekKind {
+    /// Served by what is buffered or in flight: nothing abandoned.
+    Soft,
+    /// Abandons the epoch: a new one starts at the target.
+    Hard,
+    /// Nothing was asked for yet: nothing to keep or abandon.
+    Unstarted,
+}
+
+/// Soft when the target is buffered (or is where the next block starts),
+/// or lies ahead in requests of this epoch no further than
+/// [`MAX_FORWARD_SEEK_WAIT_DISTANCE`] past the next block; hard otherwise,
+/// backward past the window behind included.
+pub(crate) fn classify_seek(view: SeekView) -> SeekKind {
+    if !view.started {
+        return SeekKind::Unstarted;
+    }
+    let in_buffers = view.target >= view.buffered_from && view.target <= view.next_offset;
+    let in_flight = view.target > view.from
+        && view.target.saturating_sub(view.next_offset) <= MAX_FORWARD_SEEK_WAIT_DISTANCE
+        && view.requested_end.is_some_and(|end| view.target < end);
+    if in_buffers || in_flight {
+        SeekKind::Soft
+    } else {
+        SeekKind::Hard
+    }
+}
+
+/// Whether the reader tells the producer of every read at this point of
+/// its streak (reads in a row since a hard seek): early on, so read-ahead
+/// starts on time; later the producer hears of it per block.
+pub(crate) fn reports_every_read(streak: u32) -> bool {
+    streak <= READAHEAD_AFTER_READS
+}
 
 /// How many recent read sizes the running average covers, as gcsfs.
 const READ_SIZE_HISTORY: usize = 10;
@@ -195,18 +268,18 @@ pub(crate) struct Policy {
 }
 
 impl Policy {
-    pub(crate) fn new(config: &Config, object_len: u64) -> Policy {
+    pub(crate) fn new(limits: Limits, object_len: u64) -> Policy {
         Policy {
-            concurrency: config.concurrency,
-            max_prefetch: config.max_prefetch,
-            min_part: config.min_part_size,
-            max_part: config.max_part_size,
-            first_request: config.first_request_size,
-            window_behind: config.window_behind,
+            concurrency: limits.concurrency,
+            max_prefetch: limits.max_prefetch,
+            min_part: limits.min_part,
+            max_part: limits.max_part,
+            first_request: limits.first_request,
+            window_behind: limits.window_behind,
             object_len,
             reader: ReaderState::default(),
             frontier: 0,
-            ramp: config.min_part_size,
+            ramp: limits.min_part,
             link: LinkEstimate::default(),
         }
     }
@@ -362,12 +435,13 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     const KIB: u64 = 1 << 10;
     const MIB: u64 = 1 << 20;
 
     fn policy(len: u64) -> Policy {
-        Policy::new(&Config::default(), len)
+        Policy::new(Config::default().limits(), len)
     }
 
     /// A reader under [`Advice::Normal`] with an unlimited run: read-ahead
@@ -529,7 +603,7 @@ mod tests {
             concurrency: 64,
             ..Config::default()
         };
-        let mut p = Policy::new(&config, 1 << 40);
+        let mut p = Policy::new(config.limits(), 1 << 40);
         p.restart(state(0, 8 * KIB, 3, 8 * KIB));
         let trace = drain(&mut p);
         let end = trace.last().map_or(0, |r| r.offset + r.len);
@@ -582,7 +656,10 @@ mod tests {
             max_part_size: 64 * MIB,
             ..Config::default()
         };
-        assert_eq!(Policy::new(&config, 1 << 40).part_cap(), 511 * MIB / 17);
+        assert_eq!(
+            Policy::new(config.limits(), 1 << 40).part_cap(),
+            511 * MIB / 17
+        );
     }
 
     #[test]
@@ -627,5 +704,80 @@ mod tests {
             left -= request.len;
         }
         assert_eq!(trace.iter().map(|r| r.len).sum::<u64>(), len);
+    }
+
+    fn view(target: u64) -> SeekView {
+        // Buffered 1..2 MiB, next block at 2 MiB, requested to 10 MiB,
+        // the reader at 1.5 MiB.
+        SeekView {
+            started: true,
+            target,
+            from: 3 * MIB / 2,
+            buffered_from: MIB,
+            next_offset: 2 * MIB,
+            requested_end: Some(10 * MIB),
+        }
+    }
+
+    #[test]
+    fn seeks_into_buffers_or_near_requests_in_flight_are_soft() {
+        for target in [MIB, 3 * MIB / 2 - 1, 2 * MIB, 5 * MIB, 10 * MIB - 1] {
+            assert_eq!(classify_seek(view(target)), SeekKind::Soft, "{target}");
+        }
+    }
+
+    #[test]
+    fn seeks_back_past_the_window_or_beyond_what_was_requested_are_hard() {
+        for target in [0, MIB - 1, 10 * MIB, 40 * MIB] {
+            assert_eq!(classify_seek(view(target)), SeekKind::Hard, "{target}");
+        }
+    }
+
+    #[test]
+    fn a_far_forward_seek_into_requests_in_flight_is_hard() {
+        let far = SeekView {
+            requested_end: Some(100 * MIB),
+            ..view(0)
+        };
+        let limit = 2 * MIB + MAX_FORWARD_SEEK_WAIT_DISTANCE;
+        assert_eq!(
+            classify_seek(SeekView {
+                target: limit,
+                ..far
+            }),
+            SeekKind::Soft
+        );
+        assert_eq!(
+            classify_seek(SeekView {
+                target: limit + 1,
+                ..far
+            }),
+            SeekKind::Hard
+        );
+    }
+
+    #[test]
+    fn what_another_epoch_requested_does_not_make_a_seek_soft() {
+        let stale = SeekView {
+            requested_end: None,
+            ..view(5 * MIB)
+        };
+        assert_eq!(classify_seek(stale), SeekKind::Hard);
+    }
+
+    #[test]
+    fn a_seek_before_the_first_request_is_neither() {
+        let fresh = SeekView {
+            started: false,
+            ..view(40 * MIB)
+        };
+        assert_eq!(classify_seek(fresh), SeekKind::Unstarted);
+    }
+
+    #[test]
+    fn every_read_is_reported_until_read_ahead_starts() {
+        assert!(reports_every_read(1));
+        assert!(reports_every_read(READAHEAD_AFTER_READS));
+        assert!(!reports_every_read(READAHEAD_AFTER_READS + 1));
     }
 }
