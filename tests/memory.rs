@@ -1,0 +1,63 @@
+//! Memory as the operating system sees it: what a reader's blocks take is
+//! given back when the reader is dropped, not kept resident by the
+//! allocator. One test in its own process, so no other test's memory
+//! moves the figures.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::MIB;
+use prefetch_reader::testing::{is_pattern, SimulatedLink};
+use prefetch_reader::PrefetchReader;
+
+/// Resident bytes of this process, from `/proc/self/statm`.
+fn resident() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .expect("resident pages");
+    pages * 4096
+}
+
+#[test]
+fn a_dropped_readers_blocks_leave_the_process() {
+    let before = resident();
+    for _ in 0..3 {
+        let link = SimulatedLink::new(256 * MIB, Duration::ZERO, 0);
+        let mut reader = PrefetchReader::builder()
+            .concurrency(8)
+            .min_part_size(4 * MIB)
+            .max_part_size(16 * MIB)
+            .max_prefetch(160 * MIB)
+            .advice(prefetch_reader::Advice::Sequential)
+            .build(link)
+            .expect("reader");
+        let handle = reader.stats_handle();
+        let mut buf = vec![0; 4 * MIB as usize];
+        let mut at = 0;
+        while at < 256 * MIB {
+            reader.read_exact(&mut buf).expect("read");
+            assert!(is_pattern(at, &buf));
+            at += buf.len() as u64;
+        }
+        assert!(handle.get().peak_allocated > 32 * MIB, "{:?}", handle.get());
+        drop(reader);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while handle.get().allocated > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let after = resident();
+    let kept = after.saturating_sub(before);
+    assert!(
+        kept <= 32 * MIB,
+        "{} MiB still resident after the readers were dropped",
+        kept / MIB
+    );
+}
