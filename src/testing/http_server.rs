@@ -697,6 +697,36 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Paces a body to a rate: each chunk sent moves the time the next may go
+/// out by its duration at the rate. Time spent not sending (a client that
+/// stopped reading, so writes blocked) earns at most one chunk's worth of
+/// credit, so a body never bursts above the rate after a stall.
+#[derive(Debug, Clone, Copy)]
+struct Pacer {
+    rate: u64,
+    /// What one chunk takes at the rate: the most credit idle time earns.
+    credit: Duration,
+    /// When the next bytes may go out.
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate: u64, chunk: u64, now: Instant) -> Pacer {
+        Pacer {
+            rate,
+            credit: Duration::from_secs_f64(chunk as f64 / rate as f64),
+            next: now,
+        }
+    }
+
+    /// `n` bytes went out at `now`: how long to wait before the next.
+    fn sent(&mut self, n: u64, now: Instant) -> Duration {
+        let earliest = now.checked_sub(self.credit).unwrap_or(now);
+        self.next = self.next.max(earliest) + Duration::from_secs_f64(n as f64 / self.rate as f64);
+        self.next.saturating_duration_since(now)
+    }
+}
+
 /// The in-memory objects and the logical clock that dates them.
 #[derive(Default)]
 struct Store {
@@ -1738,7 +1768,10 @@ impl Connection<'_> {
         };
         let mut reader = body.reader()?.take(limit);
         let mut buf = vec![0; chunk.min(usize::try_from(limit).unwrap_or(usize::MAX))];
-        let start = Instant::now();
+        let mut pacer = self
+            .shared
+            .bandwidth
+            .map(|rate| Pacer::new(rate, chunk as u64, Instant::now()));
         let mut sent = 0_u64;
         while sent < limit {
             let n = match reader.read(&mut buf) {
@@ -1754,9 +1787,9 @@ impl Connection<'_> {
             };
             self.write_all(&buf[..n], true)?;
             sent += n as u64;
-            if let Some(rate) = self.shared.bandwidth {
-                let due = Duration::from_secs_f64(sent as f64 / rate as f64);
-                self.sleep(due.saturating_sub(start.elapsed()))?;
+            if let Some(pacer) = &mut pacer {
+                let wait = pacer.sent(n as u64, Instant::now());
+                self.sleep(wait)?;
             }
         }
         Ok(())
@@ -2523,6 +2556,22 @@ mod tests {
                 start.elapsed()
             );
         }
+    }
+
+    #[test]
+    fn pacing_after_a_stall_earns_at_most_one_chunk_of_credit() {
+        let start = Instant::now();
+        let mut pacer = Pacer::new(1000, 100, start);
+        // Steady: each 100-byte chunk waits its 100 ms.
+        assert_eq!(pacer.sent(100, start), Duration::from_millis(100));
+        let on_time = start + Duration::from_millis(100);
+        assert_eq!(pacer.sent(100, on_time), Duration::from_millis(100));
+        // The client stalls 5 s: the next chunks are paced again, with one
+        // chunk (100 ms) of credit, not 5 s of it.
+        let late = start + Duration::from_secs(5);
+        assert_eq!(pacer.sent(100, late), Duration::ZERO);
+        assert_eq!(pacer.sent(100, late), Duration::from_millis(100));
+        assert_eq!(pacer.sent(100, late), Duration::from_millis(200));
     }
 
     #[test]
