@@ -274,6 +274,43 @@ impl<S: RangeSource> PrefetchReader<S> {
             .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))
     }
 
+    /// Writes the object from the position to its end to `out`, straight
+    /// from the reader's blocks (no buffer in between, writes as large as
+    /// the blocks), and returns the bytes written. `io::copy` goes through
+    /// an 8 KiB buffer instead.
+    ///
+    /// ```
+    /// use prefetch_reader::{MemorySource, PrefetchReader};
+    ///
+    /// let mut reader = PrefetchReader::new(MemorySource::new(vec![3; 100_000]))?;
+    /// let mut out = Vec::new();
+    /// assert_eq!(reader.copy_to(&mut out)?, 100_000);
+    /// assert_eq!(out, vec![3; 100_000]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A read error, or `out`'s write error, as they come; the bytes
+    /// written before it are in `out`, and the position is past them.
+    pub fn copy_to<W: io::Write + ?Sized>(&mut self, out: &mut W) -> io::Result<u64> {
+        let mut written = 0;
+        loop {
+            let buf = match self.fill_buf() {
+                Ok(buf) => buf,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            };
+            if buf.is_empty() {
+                return Ok(written);
+            }
+            let n = buf.len();
+            out.write_all(buf)?;
+            self.consume(n);
+            written += n as u64;
+        }
+    }
+
     /// Stops the producer thread and abandons the work in flight, without
     /// waiting for the source, and frees the reader's buffers. Every call
     /// after close (`read`, even of an empty buffer, `fill_buf`, `seek`,
@@ -620,6 +657,18 @@ impl<S: RangeSource> PrefetchReader<S> {
 }
 
 impl<S: RangeSource> Read for PrefetchReader<S> {
+    /// Appends the rest of the object to `buf`, reserving its length once
+    /// and copying from the blocks.
+    fn read_to_end(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+        self.link()?;
+        let rest = self.len.saturating_sub(self.pos);
+        buf.try_reserve(usize::try_from(rest).unwrap_or(usize::MAX))
+            .map_err(|err| io::Error::new(io::ErrorKind::OutOfMemory, err))?;
+        let before = buf.len();
+        self.copy_to(buf)?;
+        Ok(buf.len() - before)
+    }
+
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.link()?;
         if buf.is_empty() {

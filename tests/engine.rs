@@ -799,3 +799,49 @@ fn requests_run_on_the_shared_io_pool_or_the_callers() {
         "{own:?}"
     );
 }
+
+#[test]
+fn copy_to_and_read_to_end_write_the_rest_of_the_object_from_the_position() {
+    let data = pattern(5 * MIB as usize + 123);
+    let mut reader = PrefetchReader::new(MemorySource::new(data.clone())).unwrap();
+    reader.seek(SeekFrom::Start(1000)).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(reader.copy_to(&mut out).unwrap(), data.len() as u64 - 1000);
+    assert!(out == data[1000..]);
+    assert_eq!(reader.copy_to(&mut out).unwrap(), 0, "at the end");
+
+    reader.seek(SeekFrom::Start(7)).unwrap();
+    let mut head = [0; 10];
+    reader.read_exact(&mut head).unwrap();
+    let mut rest = b"kept".to_vec();
+    assert_eq!(reader.read_to_end(&mut rest).unwrap(), data.len() - 17);
+    assert!(rest[..4] == *b"kept" && rest[4..] == data[17..]);
+    assert_eq!(
+        reader.stats().bytes_delivered,
+        2 * data.len() as u64 - 1000 - 7
+    );
+}
+
+#[test]
+fn copy_to_returns_the_writers_error_with_the_bytes_before_it_written() {
+    struct Fails(Vec<u8>);
+    impl std::io::Write for Fails {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() >= 100_000 {
+                return Err(std::io::Error::other("disk full"));
+            }
+            let n = buf.len().min(60_000);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let data = pattern(MIB as usize);
+    let mut reader = PrefetchReader::new(MemorySource::new(data.clone())).unwrap();
+    let mut out = Fails(Vec::new());
+    let err = reader.copy_to(&mut out).unwrap_err();
+    assert_eq!(err.to_string(), "disk full");
+    assert!(out.0 == data[..out.0.len()]);
+}
