@@ -46,6 +46,7 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod buffers;
 mod config;
 mod error;
 mod escape;

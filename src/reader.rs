@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
+use crate::buffers::Buffers;
 use crate::config::{Config, ReaderBuilder};
 use crate::error::{Error, Result};
-use crate::prefetch::block::{Block, BlockData, Charge};
+use crate::prefetch::block::{Block, BlockData};
 use crate::prefetch::io_pool::IoPool;
 use crate::prefetch::policy::{
     classify_seek, reports_every_read, Advice, Policy, ReadSizes, ReaderState, SeekKind, SeekView,
@@ -65,18 +66,13 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     /// wait for jobs queued behind itself.
     pool: IoPool,
     len: u64,
-    window_behind: usize,
     /// The caller's position.
     pos: u64,
     /// Where the buffers were left by the last read; differs from `pos`
     /// after a seek until the next read reconciles them.
     buf_pos: u64,
-    /// The block being read.
-    current: Option<Current>,
-    /// The bytes just before `behind_end`, kept for short backward seeks.
-    behind: Vec<u8>,
-    behind_end: u64,
-    behind_charge: Option<Charge>,
+    /// The block being read and the window behind it.
+    buffers: Buffers,
     /// The epoch (span between hard seeks) and its state.
     epoch: u64,
     /// Whether this epoch's first request was asked for.
@@ -97,17 +93,6 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     counters: Arc<Counters>,
     /// `None` once closed.
     link: Option<ProducerLink>,
-}
-
-struct Current {
-    offset: u64,
-    data: BlockData,
-}
-
-impl Current {
-    fn end(&self) -> u64 {
-        self.offset + self.data.bytes().len() as u64
-    }
 }
 
 /// The reader's ends of its producer's channels, and its thread.
@@ -177,13 +162,12 @@ impl<S: RangeSource> PrefetchReader<S> {
             source,
             pool,
             len,
-            window_behind: usize::try_from(config.window_behind).unwrap_or(usize::MAX),
             pos: 0,
             buf_pos: 0,
-            current: None,
-            behind: Vec::new(),
-            behind_end: 0,
-            behind_charge: None,
+            buffers: Buffers::new(
+                usize::try_from(config.window_behind).unwrap_or(usize::MAX),
+                counters.clone(),
+            ),
             epoch: 0,
             started: false,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -328,10 +312,8 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.cancel.store(true, Relaxed);
         // The producer ends at this event; it never blocks on anything else.
         let _ = link.events.send(Event::Shutdown);
-        self.drop_current();
         // Frees the window behind's buffer, not just its bytes.
-        self.behind = Vec::new();
-        self.behind_charge = None;
+        self.buffers.free();
         link.drain_blocks();
         drop(link.blocks);
         link.thread
@@ -402,7 +384,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             started: self.started,
             target: self.pos,
             from: self.buf_pos,
-            buffered_from: self.lowest_buffered(),
+            buffered_from: self.buffers.lowest_or(self.next_offset),
             next_offset: self.next_offset,
             requested_end: (frontier.epoch == self.epoch).then_some(frontier.end),
         };
@@ -428,58 +410,10 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.next_offset = self.pos;
         self.streak = 0;
         self.read_sizes.clear();
-        self.drop_current();
-        self.clear_behind();
+        self.buffers.clear();
         if let Some(link) = &self.link {
             link.drain_blocks();
         }
-    }
-
-    /// Drops the block being read; the bytes of it never handed over
-    /// count as wasted.
-    fn drop_current(&mut self) {
-        self.current = None;
-    }
-
-    fn clear_behind(&mut self) {
-        self.behind.clear();
-    }
-
-    /// The lowest offset still buffered (or about to be, at `next_offset`).
-    fn lowest_buffered(&self) -> u64 {
-        if !self.behind.is_empty() {
-            self.behind_end - self.behind.len() as u64
-        } else if let Some(current) = &self.current {
-            current.offset
-        } else {
-            self.next_offset
-        }
-    }
-
-    /// Keeps the tail of the finished block `current` in the window behind.
-    fn retire(&mut self, current: Current) {
-        let keep = self.window_behind;
-        if keep == 0 {
-            return;
-        }
-        if self.behind_end != current.offset {
-            self.behind.clear();
-        }
-        if self.behind_charge.is_none() {
-            // Grown as blocks retire, never allocated whole up front: a
-            // large window behind costs memory only once it is filled.
-            self.behind_charge = Some(Charge::behind(keep as u64, self.counters.clone()));
-        }
-        let bytes = current.data.bytes();
-        if bytes.len() >= keep {
-            self.behind.clear();
-            self.behind.extend_from_slice(&bytes[bytes.len() - keep..]);
-        } else {
-            let excess = (self.behind.len() + bytes.len()).saturating_sub(keep);
-            self.behind.drain(..excess);
-            self.behind.extend_from_slice(bytes);
-        }
-        self.behind_end = current.end();
     }
 
     /// Makes the byte at `pos` available; `false` at the end of the object.
@@ -487,33 +421,15 @@ impl<S: RangeSource> PrefetchReader<S> {
         if self.pos >= self.len {
             return Ok(false);
         }
-        while !self.is_buffered(self.pos) {
+        while !self.buffers.contains(self.pos) {
             self.advance(want)?;
         }
         Ok(true)
     }
 
-    fn is_buffered(&self, pos: u64) -> bool {
-        let behind_start = self.behind_end - self.behind.len() as u64;
-        (pos >= behind_start && pos < self.behind_end)
-            || self
-                .current
-                .as_ref()
-                .is_some_and(|c| pos >= c.offset && pos < c.end())
-    }
-
-    /// The buffered bytes from `pos` on (empty when none are).
+    /// The buffered bytes from the position on (empty when none are).
     fn available(&self) -> &[u8] {
-        let behind_start = self.behind_end - self.behind.len() as u64;
-        if self.pos >= behind_start && self.pos < self.behind_end {
-            return &self.behind[(self.pos - behind_start) as usize..];
-        }
-        match &self.current {
-            Some(c) if self.pos >= c.offset && self.pos < c.end() => {
-                &c.data.bytes()[(self.pos - c.offset) as usize..]
-            }
-            _ => &[],
-        }
+        self.buffers.from(self.pos)
     }
 
     /// Takes the next block of this epoch from the producer and waits for
@@ -543,16 +459,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             self.next_offset = self.pos;
             self.next_ticket = None;
         }
-        if let Some(current) = self.current.take() {
-            if current.end() == self.pos {
-                self.retire(current);
-            } else {
-                // A soft seek skipped the rest of it.
-                self.current = Some(current);
-                self.drop_current();
-                self.clear_behind();
-            }
-        }
+        self.buffers.finish_current(self.pos);
         loop {
             let block = self.receive_block()?;
             if block.epoch != self.epoch {
@@ -564,7 +471,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             self.next_ticket = Some(block.ticket);
             if block.end() <= self.pos {
                 // Skipped by a soft seek: never waited for.
-                self.clear_behind();
+                self.buffers.clear_behind();
                 continue;
             }
             let started = Instant::now();
@@ -578,13 +485,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             match result {
                 Ok(data) => {
                     debug_assert_eq!(data.bytes().len() as u64, block.len);
-                    if self.behind_end != block.offset {
-                        self.clear_behind();
-                    }
-                    self.current = Some(Current {
-                        offset: block.offset,
-                        data,
-                    });
+                    self.buffers.set_current(block.offset, data);
                     return Ok(());
                 }
                 Err(err) => {
@@ -646,13 +547,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.pos += n as u64;
         self.buf_pos = self.pos;
         Counters::add(&self.counters.bytes_delivered, n as u64);
-        if let Some(current) = &mut self.current {
-            // Bytes from the window behind were counted when first read.
-            if start >= current.offset {
-                let start = (start - current.offset) as usize;
-                current.data.delivered(start, start + n);
-            }
-        }
+        self.buffers.delivered(start, n);
     }
 }
 
@@ -775,7 +670,7 @@ impl<S: RangeSource> fmt::Debug for PrefetchReader<S> {
             .field("pos", &self.pos)
             .field("epoch", &self.epoch)
             .field("buffered", &self.available().len())
-            .field("behind", &self.behind.len())
+            .field("behind", &self.buffers.behind_len())
             .field("closed", &self.link.is_none())
             .finish()
     }

@@ -1,0 +1,168 @@
+//! The reader's buffered bytes: the block being read, and a copy of the
+//! bytes just before it (the window behind) for short backward seeks.
+
+use std::sync::Arc;
+
+use crate::prefetch::block::{BlockData, Charge};
+use crate::stats::Counters;
+
+/// The block being read, where it starts.
+struct Current {
+    offset: u64,
+    data: BlockData,
+}
+
+impl Current {
+    fn end(&self) -> u64 {
+        self.offset + self.data.bytes().len() as u64
+    }
+}
+
+/// What a reader has buffered, by offset in the object.
+pub(crate) struct Buffers {
+    current: Option<Current>,
+    /// The bytes just before `behind_end`, at most `keep` of them.
+    behind: Vec<u8>,
+    behind_end: u64,
+    keep: usize,
+    /// The window behind's charge, taken once it is first filled.
+    behind_charge: Option<Charge>,
+    counters: Arc<Counters>,
+}
+
+impl Buffers {
+    /// Nothing buffered; `keep` bytes to be kept behind the reader.
+    pub(crate) fn new(keep: usize, counters: Arc<Counters>) -> Buffers {
+        Buffers {
+            current: None,
+            behind: Vec::new(),
+            behind_end: 0,
+            keep,
+            behind_charge: None,
+            counters,
+        }
+    }
+
+    fn behind_start(&self) -> u64 {
+        self.behind_end - self.behind.len() as u64
+    }
+
+    /// Whether the byte at `pos` is buffered.
+    pub(crate) fn contains(&self, pos: u64) -> bool {
+        (pos >= self.behind_start() && pos < self.behind_end)
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|c| pos >= c.offset && pos < c.end())
+    }
+
+    /// The buffered bytes from `pos` on (empty when none are).
+    pub(crate) fn from(&self, pos: u64) -> &[u8] {
+        let behind_start = self.behind_start();
+        if pos >= behind_start && pos < self.behind_end {
+            return &self.behind[(pos - behind_start) as usize..];
+        }
+        match &self.current {
+            Some(c) if pos >= c.offset && pos < c.end() => {
+                &c.data.bytes()[(pos - c.offset) as usize..]
+            }
+            _ => &[],
+        }
+    }
+
+    /// The lowest offset buffered, or `next` when nothing is.
+    pub(crate) fn lowest_or(&self, next: u64) -> u64 {
+        if !self.behind.is_empty() {
+            self.behind_start()
+        } else if let Some(current) = &self.current {
+            current.offset
+        } else {
+            next
+        }
+    }
+
+    /// Records that the `n` bytes from `pos` were handed to the caller (so
+    /// the block's unread bytes are counted as wasted when it goes).
+    pub(crate) fn delivered(&mut self, pos: u64, n: usize) {
+        if let Some(current) = &mut self.current {
+            // Bytes from the window behind were counted when first read.
+            if pos >= current.offset {
+                let start = (pos - current.offset) as usize;
+                current.data.delivered(start, start + n);
+            }
+        }
+    }
+
+    /// Done with the block being read, the reader now at `pos`: read to
+    /// its end, its tail goes to the window behind; left part-read (a
+    /// seek skipped the rest), it is dropped and the window emptied.
+    pub(crate) fn finish_current(&mut self, pos: u64) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        if current.end() == pos {
+            self.retire(current);
+        } else {
+            self.clear();
+        }
+    }
+
+    /// Makes `data`, starting at `offset`, the block being read; the window
+    /// behind is kept only if it ends where the block starts.
+    pub(crate) fn set_current(&mut self, offset: u64, data: BlockData) {
+        if self.behind_end != offset {
+            self.behind.clear();
+        }
+        self.current = Some(Current { offset, data });
+    }
+
+    /// Empties the window behind (a skip leaves it apart from what comes
+    /// next).
+    pub(crate) fn clear_behind(&mut self) {
+        self.behind.clear();
+    }
+
+    /// Drops everything buffered; the window's memory stays allocated.
+    pub(crate) fn clear(&mut self) {
+        self.current = None;
+        self.behind.clear();
+    }
+
+    /// Drops everything and frees the window's memory (close).
+    pub(crate) fn free(&mut self) {
+        self.current = None;
+        self.behind = Vec::new();
+        self.behind_charge = None;
+    }
+
+    /// Bytes in the window behind, for `Debug`.
+    pub(crate) fn behind_len(&self) -> usize {
+        self.behind.len()
+    }
+
+    /// Keeps the tail of the finished block `current` in the window behind.
+    fn retire(&mut self, current: Current) {
+        let keep = self.keep;
+        if keep == 0 {
+            return;
+        }
+        if self.behind_end != current.offset {
+            self.behind.clear();
+        }
+        if self.behind_charge.is_none() {
+            // Grown as blocks retire, never allocated whole up front: a
+            // large window behind costs memory only once it is filled.
+            self.behind_charge = Some(Charge::behind(keep as u64, self.counters.clone()));
+        }
+        let bytes = current.data.bytes();
+        if bytes.len() >= keep {
+            self.behind.clear();
+            self.behind.extend_from_slice(&bytes[bytes.len() - keep..]);
+        } else {
+            let excess = (self.behind.len() + bytes.len()).saturating_sub(keep);
+            self.behind.drain(..excess);
+            self.behind.extend_from_slice(bytes);
+        }
+        self.behind_end = current.end();
+    }
+}
