@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::cli::entries;
 use prefetch_reader::testing::{pattern, Fault, TestServer};
 
 const LEN: usize = 8 << 20;
@@ -21,15 +24,6 @@ fn get_continue(url: &str, out: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("run prefetch")
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .expect("list")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn stderr(output: &Output) -> String {

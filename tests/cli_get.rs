@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::cli::entries;
 use prefetch_reader::testing::{pattern, TestServer};
 
 fn server(data: &[u8]) -> TestServer {
@@ -25,15 +28,6 @@ fn get(url: &str, out: &Path) -> Output {
         .arg(out)
         .output()
         .expect("run prefetch")
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .expect("list")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 fn is_root() -> bool {

@@ -6,78 +6,15 @@
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::cli::{prefetch, run, stderr, TIMEOUT};
 use prefetch_reader::testing::{pattern, TestServer};
-
-/// Generous: with a 0.5 s read timeout, the default retry policy gives up
-/// after a few seconds.
-const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn prefetch() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_prefetch"));
-    command.env_remove("RUST_LOG").stdin(Stdio::null());
-    command
-}
-
-/// Waits for `child`, killing it (and failing the test) after [`TIMEOUT`].
-fn wait(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("prefetch ran for more than {TIMEOUT:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs the command to the end, collecting its output, under [`TIMEOUT`].
-fn run(command: &mut Command) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn prefetch");
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                pipe.read_to_end(&mut bytes).expect("read pipe");
-            }
-            bytes
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let status = wait(&mut child);
-    Output {
-        status,
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
-    }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Asserts exit code 1 with one `prefetch: …` line on stderr, and returns it.
 #[track_caller]
