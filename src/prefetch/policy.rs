@@ -342,7 +342,16 @@ impl Policy {
     /// end of the object a share of what is left per connection.
     fn readahead_part(&self) -> u64 {
         let share = (self.object_len - self.frontier).div_ceil(self.concurrency as u64);
-        self.steady_part().min(share.max(self.min_part))
+        let part = self.steady_part().min(share.max(self.min_part));
+        match self.reader.advice {
+            // The window is the run: parts a share of it, so it holds one
+            // per connection and they all stay busy while it grows.
+            Advice::Normal => {
+                let per_connection = self.reader.run / (self.concurrency as u64 + 1);
+                part.min(per_connection.max(self.min_part))
+            }
+            Advice::Sequential | Advice::Random => part,
+        }
     }
 
     /// How far ahead of the reader read-ahead reaches now: one part per
@@ -779,5 +788,36 @@ mod tests {
         assert!(reports_every_read(1));
         assert!(reports_every_read(READAHEAD_AFTER_READS));
         assert!(!reports_every_read(READAHEAD_AFTER_READS + 1));
+    }
+
+    #[test]
+    fn normal_read_ahead_splits_the_run_so_every_connection_is_busy() {
+        let mut p = policy(1 << 40);
+        let run = 34 * MIB;
+        p.restart(ReaderState {
+            pos: run,
+            want: 64 * KIB,
+            streak: 40,
+            io_size: 64 * KIB,
+            run,
+            advice: Advice::Normal,
+        });
+        // Parts ramped up, on a link that asks for large ones.
+        for _ in 0..8 {
+            let part = Request {
+                offset: 0,
+                len: 8 * MIB,
+                readahead: true,
+            };
+            p.completed(part, Duration::from_millis(20), Duration::from_millis(340));
+        }
+        let trace = drain(&mut p);
+        let ahead: u64 = trace.iter().map(|r| r.len).sum();
+        assert!(ahead <= run, "the window is at most the run: {ahead}");
+        assert!(
+            trace.len() >= 16,
+            "one part per connection, not a few large ones: {trace:?}"
+        );
+        assert!(trace.iter().all(|r| r.len <= 2 * MIB), "{trace:?}");
     }
 }
