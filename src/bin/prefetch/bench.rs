@@ -185,12 +185,28 @@ pub(crate) struct Args {
           value_parser = parse_seconds)]
     plain_seconds: f64,
 
+    /// The advice the sequential `prefetch` rows read with: sequential
+    /// (full read-ahead from the first read, as `cat` and `get` read) or
+    /// normal (read-ahead earned by what the reader consumed, the library's
+    /// default).
+    #[arg(long, value_name = "ADVICE", default_value = "sequential",
+          value_parser = parse_advice)]
+    advice: Advice,
+
     /// Print one JSON object per row instead of a table.
     #[arg(long)]
     json: bool,
 
     #[command(flatten)]
     read: ReadOptions,
+}
+
+fn parse_advice(text: &str) -> std::result::Result<Advice, String> {
+    match text {
+        "sequential" => Ok(Advice::Sequential),
+        "normal" => Ok(Advice::Normal),
+        _ => Err(format!("`{text}`: expected sequential or normal")),
+    }
 }
 
 fn parse_seconds(text: &str) -> std::result::Result<f64, String> {
@@ -316,7 +332,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         report.row(row)?;
     }
     for &read in &args.read_sizes {
-        let mut row = prefetch(&target, read, &args.read)?;
+        let mut row = prefetch(&target, read, &args.read, args.advice)?;
         row.vs_link = Some(row.rate() / limit);
         row.vs_plain = plain_rates
             .iter()
@@ -478,11 +494,12 @@ fn plain(target: &Target, read: u64, time_box: Duration) -> Result<Row> {
     })
 }
 
-/// `PrefetchReader` reading the object in reads of `read` bytes.
-fn prefetch(target: &Target, read: u64, options: &ReadOptions) -> Result<Row> {
+/// `PrefetchReader` reading the object in reads of `read` bytes, with
+/// `advice`.
+fn prefetch(target: &Target, read: u64, options: &ReadOptions, advice: Advice) -> Result<Row> {
     let started = Instant::now();
     let mut reader = options.open(&target.location)?;
-    reader.advise(Advice::Sequential);
+    reader.advise(advice);
     let mut buf = vec![0; usize::try_from(read.min(target.len)).unwrap_or(0)];
     let (mut offset, mut reads, mut ttfb) = (0, 0, None);
     while offset < target.len {
