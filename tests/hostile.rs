@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{crate_error, watchdog, KIB, MIB};
-use prefetch_reader::testing::{fill_pattern, is_pattern, pattern, SimulatedLink};
+use prefetch_reader::testing::{fill_pattern, is_pattern, pattern, BlockingSource, SimulatedLink};
 use prefetch_reader::{
     Error, FetchContext, MemorySource, PrefetchReader, RangeSource, ReaderBuilder,
 };
@@ -332,70 +332,36 @@ fn a_first_read_larger_than_max_prefetch_stays_within_it() {
     }
 }
 
-/// Answers reads at offset 0; every other read blocks, ignoring
-/// cancellation as a stuck server would, until `release`.
-#[derive(Debug)]
-struct StuckAfterTheStart {
-    inner: MemorySource,
-    released: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
-    stuck: Arc<AtomicUsize>,
-}
-
-impl RangeSource for StuckAfterTheStart {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-    fn read_at(
-        &self,
-        offset: u64,
-        buf: &mut [u8],
-        ctx: &FetchContext,
-    ) -> prefetch_reader::Result<()> {
-        if offset > 0 {
-            self.stuck.fetch_add(1, Ordering::SeqCst);
-            let (lock, changed) = &*self.released;
-            let mut released = lock.lock().expect("lock");
-            while !*released {
-                released = changed.wait(released).expect("wait");
-            }
-            self.stuck.fetch_sub(1, Ordering::SeqCst);
-        }
-        self.inner.read_at(offset, buf, ctx)
-    }
-}
-
 #[test]
 fn stuck_requests_of_closed_readers_do_not_starve_another_reader() {
-    let released = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
-    let stuck = Arc::new(AtomicUsize::new(0));
-    // Four readers whose read-ahead hangs: together more requests than a
-    // shared pool has threads.
+    // Four readers whose read-ahead hangs (every read past the first block
+    // blocks, as on a stuck server): together more requests than a shared
+    // pool has threads.
+    let mut gates = Vec::new();
     for _ in 0..4 {
-        let source = StuckAfterTheStart {
-            inner: MemorySource::new(pattern(64 * MIB as usize)),
-            released: released.clone(),
-            stuck: stuck.clone(),
-        };
+        let memory = MemorySource::new(pattern(64 * MIB as usize));
+        let (source, gate) = BlockingSource::from_offset(memory, 1);
         let mut reader = PrefetchReader::builder()
             .concurrency(17)
             .min_part_size(64 * KIB)
             .build(source)
             .expect("reader");
         reader.advise(prefetch_reader::Advice::Sequential);
-        let target = stuck.load(Ordering::SeqCst) + 16;
         let mut buf = vec![0; KIB as usize];
         reader.read_exact(&mut buf).expect("read");
         watchdog(10, {
-            let stuck = stuck.clone();
+            let gate = gate.clone();
             move || {
-                while stuck.load(Ordering::SeqCst) < target {
+                while gate.waiting() < 16 {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
             }
         });
         reader.close().expect("close");
+        gates.push(gate);
     }
-    assert!(stuck.load(Ordering::SeqCst) >= prefetch_reader::IO_THREADS);
+    let stuck: usize = gates.iter().map(|gate| gate.waiting()).sum();
+    assert!(stuck >= prefetch_reader::IO_THREADS, "{stuck}");
     let read = watchdog(10, || {
         let mut reader = PrefetchReader::new(MemorySource::new(pattern(100_000))).expect("reader");
         let mut buf = vec![0; 1000];
@@ -403,7 +369,7 @@ fn stuck_requests_of_closed_readers_do_not_starve_another_reader() {
         is_pattern(0, &buf)
     });
     assert!(read);
-    let (lock, changed) = &*released;
-    *lock.lock().expect("lock") = true;
-    changed.notify_all();
+    for gate in &gates {
+        gate.open();
+    }
 }
