@@ -222,29 +222,38 @@ impl PartialFile {
     /// Flushes the bytes to disk, gives the file the replaced one's mode
     /// and owner, and renames it into place.
     fn persist(&mut self) -> Result<()> {
-        self.file
-            .flush()
-            .and_then(|()| self.file.sync_all())
-            .map_err(|err| self.write_error(err))?;
-        if let Some(old) = &self.replaced {
-            keep_mode_and_owner(&self.file, old).map_err(|err| self.write_error(err))?;
-        }
-        fs::rename(&self.path, &self.destination).map_err(|err| self.write_error(err))?;
+        put_in_place(
+            &mut self.file,
+            &self.path,
+            &self.destination,
+            self.replaced.as_ref(),
+        )
+        .map_err(|err| self.write_error(err))?;
         self.persisted = true;
         Ok(())
     }
 }
 
-/// Gives `file` the permissions of `old`, and its owner and group where
-/// permitted.
+/// Puts the finished file `file`, written at `path`, in place at
+/// `destination`: flushed and synced to disk, with the mode and owner of
+/// the file it replaces (`replaced`), renamed over it.
 ///
 /// # Errors
 ///
-/// The permissions cannot be set.
-pub(crate) fn keep_mode_and_owner(file: &File, old: &fs::Metadata) -> io::Result<()> {
-    file.set_permissions(old.permissions())?;
-    keep_owner(file, old);
-    Ok(())
+/// A failed flush, sync, change of mode or rename.
+pub(crate) fn put_in_place(
+    file: &mut File,
+    path: &Path,
+    destination: &Path,
+    replaced: Option<&fs::Metadata>,
+) -> io::Result<()> {
+    file.flush()?;
+    file.sync_all()?;
+    if let Some(old) = replaced {
+        file.set_permissions(old.permissions())?;
+        keep_owner(file, old);
+    }
+    fs::rename(path, destination)
 }
 
 /// Gives `file` the owner and group of `old`, where permitted (a user may

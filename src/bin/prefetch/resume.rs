@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::output::{follow_symlinks, keep_mode_and_owner};
+use crate::output::{follow_symlinks, put_in_place};
 
 /// The version of the object a `FILE.part` holds bytes of: what the sidecar
 /// records. Bytes written under one version are only appended to under the
@@ -189,20 +189,18 @@ impl ResumableFile {
     ///
     /// A failed flush, sync or rename.
     pub(crate) fn finish(&mut self) -> Result<()> {
-        let failed = |err: io::Error| {
+        put_in_place(
+            &mut self.file,
+            &self.part,
+            &self.destination,
+            self.replaced.as_ref(),
+        )
+        .map_err(|err| {
             Error::msg(format_args!(
                 "cannot write {}: {err}",
                 self.destination.display()
             ))
-        };
-        self.file
-            .flush()
-            .and_then(|()| self.file.sync_all())
-            .map_err(failed)?;
-        if let Some(old) = &self.replaced {
-            keep_mode_and_owner(&self.file, old).map_err(failed)?;
-        }
-        fs::rename(&self.part, &self.destination).map_err(failed)?;
+        })?;
         if let Err(err) = fs::remove_file(&self.sidecar) {
             log::warn!("cannot remove {}: {err}", self.sidecar.display());
         }
