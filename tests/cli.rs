@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cli::{prefetch, run, stderr, wait, TIMEOUT};
+use common::cli::{assert_error, prefetch, run, stderr, wait, TIMEOUT};
 use prefetch_reader::testing::{pattern, TestServer};
 
 /// Waits for `child` and checks that it exited 0 with nothing on stderr.
@@ -38,18 +38,6 @@ fn assert_success(output: &Output) {
         output.status.code(),
         stderr(output)
     );
-}
-
-/// Asserts exit code 1 with one `prefetch: …` line on stderr, and returns it.
-#[track_caller]
-fn assert_error(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(output));
-    let text = stderr(output);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr: {text}");
-    assert!(lines[0].starts_with("prefetch: "), "{text}");
-    assert!(!text.contains("panicked"), "{text}");
-    lines[0].to_owned()
 }
 
 /// A server with `/data.bin` (a bit over 3 MiB of the test pattern) and

@@ -7,27 +7,34 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cli::entries;
+use common::cli::{entries, prefetch, run, stderr};
 use prefetch_reader::testing::{pattern, Fault, TestServer};
 
 const LEN: usize = 8 << 20;
 
 fn get_continue(url: &str, out: &Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_prefetch"))
+    run(prefetch()
         .args(["get", "-c", url, "-o"])
         .arg(out)
-        .args(extra)
-        .output()
-        .expect("run prefetch")
+        .args(extra))
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+/// `get -c` started in the background, one request at a time, so a slow
+/// server keeps it running while the test acts.
+fn spawn_get_continue(url: &str, out: &Path, extra: &[&str], stderr: Stdio) -> Child {
+    prefetch()
+        .args(["get", "-c", url, "-o"])
+        .arg(out)
+        .args(["--concurrency", "1"])
+        .args(extra)
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn")
 }
 
 fn part_len(out: &Path) -> u64 {
@@ -49,13 +56,12 @@ fn wait_for_part(out: &Path, bytes: u64) {
 fn failed_download(server: &TestServer) -> (tempfile::TempDir, std::path::PathBuf, u64) {
     let dir = tempfile::tempdir().expect("dir");
     let out = dir.path().join("out.bin");
-    let child = Command::new(env!("CARGO_BIN_EXE_prefetch"))
-        .args(["get", "-c", &server.url("/data.bin"), "-o"])
-        .arg(&out)
-        .args(["--concurrency", "1", "--max-prefetch", "2M"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let child = spawn_get_continue(
+        &server.url("/data.bin"),
+        &out,
+        &["--max-prefetch", "2M"],
+        Stdio::piped(),
+    );
     wait_for_part(&out, 64 << 10);
     server.set_persistent_fault(Some(Fault::Status(403)));
     let output = child.wait_with_output().expect("wait");
@@ -141,13 +147,7 @@ fn an_interrupted_continue_keeps_the_part_file_and_its_record() {
         .expect("server");
     let dir = tempfile::tempdir().expect("dir");
     let out = dir.path().join("out.bin");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_prefetch"))
-        .args(["get", "-c", &server.url("/data.bin"), "-o"])
-        .arg(&out)
-        .args(["--concurrency", "1"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_get_continue(&server.url("/data.bin"), &out, &[], Stdio::null());
     wait_for_part(&out, 16 << 10);
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
@@ -325,13 +325,7 @@ fn a_second_continue_of_the_same_file_is_refused_while_the_first_runs() {
         .expect("server");
     let dir = tempfile::tempdir().expect("dir");
     let out = dir.path().join("out.bin");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_prefetch"))
-        .args(["get", "-c", &server.url("/data.bin"), "-o"])
-        .arg(&out)
-        .args(["--concurrency", "1"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut first = spawn_get_continue(&server.url("/data.bin"), &out, &[], Stdio::null());
     wait_for_part(&out, 16 << 10);
     let second = get_continue(&server.url("/data.bin"), &out, &[]);
     let _ = first.kill();
@@ -379,19 +373,14 @@ fn a_range_is_fetched_alone_not_read_ahead_past_its_end() {
     ] {
         server.reset_counters();
         let out = dir.path().join("range.bin");
-        let output = Command::new(env!("CARGO_BIN_EXE_prefetch"))
+        let output = run(prefetch()
             .args(["get", "--range", range, &server.url("/data.bin"), "-o"])
-            .arg(&out)
-            .output()
-            .expect("run");
+            .arg(&out));
         assert!(output.status.success(), "{}", stderr(&output));
         assert!(fs::read(&out).expect("file") == bytes);
         assert_eq!(server.bytes_sent(), bytes.len() as u64, "{range}");
         server.reset_counters();
-        let output = Command::new(env!("CARGO_BIN_EXE_prefetch"))
-            .args(["cat", "--range", range, &server.url("/data.bin")])
-            .output()
-            .expect("run");
+        let output = run(prefetch().args(["cat", "--range", range, &server.url("/data.bin")]));
         assert!(output.status.success(), "{}", stderr(&output));
         assert!(output.stdout == bytes);
         assert_eq!(server.bytes_sent(), bytes.len() as u64, "cat {range}");

@@ -6,27 +6,15 @@
 use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 mod common;
 
-use common::cli::{prefetch, run, stderr, TIMEOUT};
+use common::cli::{assert_error, prefetch, run, stderr, TIMEOUT};
 use prefetch_reader::testing::{pattern, TestServer};
-
-/// Asserts exit code 1 with one `prefetch: …` line on stderr, and returns it.
-#[track_caller]
-fn assert_error(output: &Output) -> String {
-    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(output));
-    let text = stderr(output);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1, "one line on stderr: {text}");
-    assert!(lines[0].starts_with("prefetch: "), "{text}");
-    assert!(!text.contains("panicked"), "{text}");
-    lines[0].to_owned()
-}
 
 /// A server that accepts every connection and never sends a byte: each
 /// socket is held open until the test ends.

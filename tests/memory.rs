@@ -8,9 +8,9 @@
 mod common;
 
 use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::MIB;
+use common::{settled, MIB};
 use prefetch_reader::testing::{is_pattern, SimulatedLink};
 use prefetch_reader::PrefetchReader;
 
@@ -48,10 +48,7 @@ fn a_dropped_readers_blocks_leave_the_process() {
         }
         assert!(handle.get().peak_allocated > 32 * MIB, "{:?}", handle.get());
         drop(reader);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while handle.get().allocated > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        settled(&handle);
     }
     let after = resident();
     let kept = after.saturating_sub(before);

@@ -3,12 +3,14 @@
 //! wasted are bytes received that never reached the caller — never more
 //! than were fetched.
 
+mod common;
+
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use common::settled;
 use prefetch_reader::testing::{is_pattern, pattern, CountingSource, Fault, TestServer};
-use prefetch_reader::{Advice, HttpSource, MemorySource, PrefetchReader, Stats, StatsHandle};
+use prefetch_reader::{Advice, HttpSource, MemorySource, PrefetchReader};
 
 const MIB: usize = 1 << 20;
 
@@ -17,19 +19,6 @@ fn server(len: usize) -> TestServer {
         .object("/data.bin", pattern(len))
         .build()
         .expect("server")
-}
-
-/// The handle's stats once every request of the dropped reader has ended
-/// (nothing allocated any more).
-fn settled(handle: &StatsHandle) -> Stats {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = handle.get();
-        if stats.allocated == 0 || Instant::now() > deadline {
-            return stats;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -74,6 +74,18 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Asserts exit code 1 with one `prefetch: …` line on stderr, and returns it.
+#[track_caller]
+pub fn assert_error(output: &Output) -> String {
+    assert_eq!(output.status.code(), Some(1), "stderr: {}", stderr(output));
+    let text = stderr(output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr: {text}");
+    assert!(lines[0].starts_with("prefetch: "), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    lines[0].to_owned()
+}
+
 /// The names in `dir`, sorted.
 pub fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -17,7 +17,9 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use prefetch_reader::{PrefetchReader, RangeSource, ReaderBuilder, RetryPolicy};
+use prefetch_reader::{
+    PrefetchReader, RangeSource, ReaderBuilder, RetryPolicy, Stats, StatsHandle,
+};
 
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
@@ -138,4 +140,17 @@ pub fn crate_error(err: std::io::Error) -> prefetch_reader::Error {
 /// Builds with `builder` over `source`, panicking on an invalid setting.
 pub fn build<S: RangeSource>(builder: &ReaderBuilder, source: S) -> PrefetchReader<S> {
     builder.build(source).expect("valid settings")
+}
+
+/// The stats of a dropped reader once every request it left has ended
+/// (nothing allocated any more), or after 30 s.
+pub fn settled(handle: &StatsHandle) -> Stats {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = handle.get();
+        if stats.allocated == 0 || std::time::Instant::now() > deadline {
+            return stats;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
 }
