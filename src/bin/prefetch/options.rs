@@ -203,13 +203,7 @@ impl ReadOptions {
 
     /// Opens `location` (a URL or a path) and makes a reader over it.
     pub(crate) fn open(&self, location: &str) -> Result<PrefetchReader> {
-        let source = self.open_source(location)?;
-        log::info!(
-            "{}: {} bytes",
-            prefetch_reader::redact(location),
-            source.len()
-        );
-        Ok(self.builder().build(source)?)
+        Ok(self.open_range(location, None)?.reader)
     }
 }
 
