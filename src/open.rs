@@ -129,37 +129,23 @@ impl OpenOptions {
     /// [`open_source`].
     pub fn open_source(&self, location: &str) -> Result<Box<dyn RangeSource>> {
         self.check()?;
+        // The three network builders take the same two settings.
+        macro_rules! open_with_timeouts {
+            ($builder:expr) => {{
+                let mut builder = $builder;
+                if let Some(timeout) = self.connect_timeout {
+                    builder.connect_timeout(timeout);
+                }
+                if let Some(timeout) = self.read_timeout {
+                    builder.read_timeout(timeout);
+                }
+                Box::new(builder.open(location)?)
+            }};
+        }
         Ok(match parse_location(location)? {
-            Location::Http => {
-                let mut builder = HttpSource::builder();
-                if let Some(timeout) = self.connect_timeout {
-                    builder.connect_timeout(timeout);
-                }
-                if let Some(timeout) = self.read_timeout {
-                    builder.read_timeout(timeout);
-                }
-                Box::new(builder.open(location)?)
-            }
-            Location::Gcs => {
-                let mut builder = GcsSource::builder();
-                if let Some(timeout) = self.connect_timeout {
-                    builder.connect_timeout(timeout);
-                }
-                if let Some(timeout) = self.read_timeout {
-                    builder.read_timeout(timeout);
-                }
-                Box::new(builder.open(location)?)
-            }
-            Location::S3 => {
-                let mut builder = S3Source::builder();
-                if let Some(timeout) = self.connect_timeout {
-                    builder.connect_timeout(timeout);
-                }
-                if let Some(timeout) = self.read_timeout {
-                    builder.read_timeout(timeout);
-                }
-                Box::new(builder.open(location)?)
-            }
+            Location::Http => open_with_timeouts!(HttpSource::builder()),
+            Location::Gcs => open_with_timeouts!(GcsSource::builder()),
+            Location::S3 => open_with_timeouts!(S3Source::builder()),
             Location::Path(path) => Box::new(FileSource::open(path)?),
         })
     }
