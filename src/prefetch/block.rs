@@ -176,6 +176,13 @@ impl BlockData {
         if start >= end {
             return;
         }
+        // Reading in order, every read continues the last span.
+        if let Some(last) = self.delivered.last_mut() {
+            if last.0 <= start && start <= last.1 {
+                last.1 = last.1.max(end);
+                return;
+            }
+        }
         // Spans wholly before or after the new one stay; the ones it
         // touches merge into it.
         let first = self.delivered.partition_point(|&(_, e)| e < start);
