@@ -373,3 +373,55 @@ fn stuck_requests_of_closed_readers_do_not_starve_another_reader() {
         gate.open();
     }
 }
+
+/// A source whose reads read another reader on the shared pool (as a
+/// source built on a reader might), keeping what that inner read gave.
+#[derive(Debug)]
+struct ReadsAnotherReader {
+    inner: std::sync::Mutex<PrefetchReader<MemorySource>>,
+    inner_result: std::sync::Mutex<Option<io::Result<usize>>>,
+}
+
+impl RangeSource for ReadsAnotherReader {
+    fn len(&self) -> u64 {
+        1000
+    }
+    fn read_at(
+        &self,
+        offset: u64,
+        buf: &mut [u8],
+        ctx: &FetchContext,
+    ) -> prefetch_reader::Result<()> {
+        let mut one = [0; 1];
+        let result = self.inner.lock().expect("inner").read(&mut one);
+        *self.inner_result.lock().expect("result") = Some(result);
+        fill_pattern(offset, buf);
+        ctx.add_bytes(buf.len() as u64);
+        Ok(())
+    }
+}
+
+#[test]
+fn reading_from_a_thread_of_the_shared_pool_is_an_error_not_a_deadlock() {
+    let source = Arc::new(ReadsAnotherReader {
+        inner: std::sync::Mutex::new(
+            PrefetchReader::new(MemorySource::new(pattern(1000))).expect("inner"),
+        ),
+        inner_result: std::sync::Mutex::new(None),
+    });
+    let mut outer = PrefetchReader::new(source.clone()).expect("outer");
+    let mut buf = [0; 10];
+    watchdog(30, move || outer.read_exact(&mut buf).expect("outer read"));
+    let inner = source.inner_result.lock().expect("result").take();
+    let err = crate_error(inner.expect("the inner read ran").unwrap_err());
+    assert!(
+        matches!(
+            err,
+            Error::InvalidConfig {
+                setting: "io_pool",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -37,6 +37,11 @@ struct Member {
 
 static SHARED: Mutex<Vec<Member>> = Mutex::new(Vec::new());
 
+thread_local! {
+    /// Set on the shared pools' threads as they start: asking needs no lock.
+    static ON_SHARED_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The pool a reader's fetch jobs run on.
 #[derive(Clone)]
 pub(crate) enum IoPool {
@@ -76,10 +81,7 @@ impl IoPool {
     pub(crate) fn is_current_thread_in_it(&self) -> bool {
         match self {
             IoPool::Own(pool) => pool.current_thread_index().is_some(),
-            IoPool::Shared => SHARED
-                .lock()
-                .iter()
-                .any(|member| member.pool.current_thread_index().is_some()),
+            IoPool::Shared => ON_SHARED_THREAD.get(),
         }
     }
 }
@@ -138,6 +140,7 @@ fn new_member(number: usize) -> Result<Member> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(IO_THREADS)
         .thread_name(move |i| format!("prefetch-io-{}", number * IO_THREADS + i))
+        .start_handler(|_| ON_SHARED_THREAD.set(true))
         .build()
         .map_err(|err| Error::Io {
             context: "cannot start an I/O thread pool".to_owned(),
