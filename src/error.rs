@@ -75,7 +75,8 @@ pub enum Error {
         /// What differed.
         detail: String,
     },
-    /// The server does not honour byte ranges as asked.
+    /// The server does not honour byte ranges as asked: an encoded body, or
+    /// a read behind the one stream of a server that ignores ranges.
     #[error("range requests not supported by {object}: {detail}")]
     RangeNotSupported {
         /// The object, with secrets redacted.

@@ -138,6 +138,8 @@ impl<S: RangeSource> PrefetchReader<S> {
         let pool = IoPool::new(config.io_pool.clone())?;
         let counters = Arc::new(Counters::default());
         Counters::add(&counters.requests, source.requests_at_open());
+        let supports_ranges = source.supports_ranges();
+        counters.single_stream.store(!supports_ranges, Relaxed);
         let frontier = Arc::new(Mutex::new(Frontier::default()));
         let (events_tx, events) = crossbeam_channel::unbounded();
         // Room for every request in flight plus as many again queued; the
@@ -152,7 +154,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             events,
             blocks: blocks_tx,
             frontier: frontier.clone(),
-            policy: Policy::new(config.limits(), len),
+            policy: Policy::new(config.limits().for_source(supports_ranges), len),
         };
         let thread = thread::Builder::new()
             .name("prefetch-producer".to_owned())

@@ -1,6 +1,6 @@
 //! Counters kept while reading, and [`Stats`], a snapshot of them.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// What a reader has done so far: a plain value, taken by
@@ -24,7 +24,8 @@ pub struct Stats {
     /// Requests the source sent: those of its open
     /// ([`RangeSource::requests_at_open`](crate::RangeSource::requests_at_open)),
     /// one per range read started (a block abandoned before its request
-    /// was sent is not one), and every retry.
+    /// was sent is not one; over a single stream, each response it took),
+    /// and every retry.
     pub requests: u64,
     /// Body bytes received, abandoned and retried requests included (a
     /// source that does not report its bytes is taken to have received
@@ -55,6 +56,12 @@ pub struct Stats {
     pub allocated: u64,
     /// The most bytes ever allocated for blocks at once.
     pub peak_allocated: u64,
+    /// Whether the source reads the object as one stream front to back
+    /// because its server ignores byte ranges
+    /// ([`RangeSource::supports_ranges`](crate::RangeSource::supports_ranges)
+    /// is `false`): one request in flight, and a seek backward past the
+    /// window behind the reader fails.
+    pub single_stream: bool,
 }
 
 /// A live view of one reader's counters that outlives the reader and can
@@ -100,6 +107,7 @@ pub(crate) struct Counters {
     /// the producer keeps room for that window whether it is charged yet
     /// or not, so blocks and window together stay within the budget.
     pub(crate) behind: AtomicU64,
+    pub(crate) single_stream: AtomicBool,
 }
 
 impl Counters {
@@ -135,6 +143,7 @@ impl Counters {
             wait_time: Duration::from_nanos(self.wait_nanos.load(Relaxed)),
             allocated: self.allocated.load(Relaxed),
             peak_allocated: self.peak_allocated.load(Relaxed),
+            single_stream: self.single_stream.load(Relaxed),
         }
     }
 }

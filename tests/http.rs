@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use common::process::free_port;
 use common::{
-    check_random_seeks, crate_error, quick_retries, random_bytes, read_in_chunks, watchdog, zip_of,
+    check_random_seeks, crate_error, quick_retries, random_bytes, read_in_chunks, settled,
+    watchdog, zip_of,
 };
 use prefetch_reader::testing::{Fault, RequestRecord, TestServer};
 use prefetch_reader::{Error, FetchContext, HttpSource, PrefetchReader, RangeSource, RetryPolicy};
@@ -624,21 +625,137 @@ fn client_errors_on_get_are_not_retried() {
 }
 
 #[test]
-fn a_range_ignored_by_the_server_is_range_not_supported() {
+fn one_200_to_a_range_is_skipped_to_the_range_asked_for() {
     watchdog(WATCHDOG_SECS, || {
         let data = random_bytes(100_000, 16);
         let server = server_with("/whole.bin", &data);
         let source = open_quick(&server, "/whole.bin");
+        assert!(source.supports_ranges(), "the server advertised ranges");
         server.push_fault(Fault::IgnoreRange);
-        let err = read_range(&source, 1000, 1000).expect_err("200 to a range");
-        assert!(matches!(err, Error::RangeNotSupported { .. }), "{err:?}");
+        let got = read_range(&source, 1000, 1000).expect("the range, from the whole body");
+        assert!(got == data[1000..2000], "wrong bytes from a 200");
         assert_eq!(server.get_count(), 1);
-        // Through a reader: the error, not the wrong bytes.
+        // Through a reader: the bytes asked for, and the skipped ones
+        // counted as fetched and wasted.
         let mut reader = PrefetchReader::new(open_quick(&server, "/whole.bin")).expect("reader");
         server.push_fault(Fault::IgnoreRange);
         reader.seek(SeekFrom::Start(5000)).expect("seek");
-        let err = reader.read(&mut [0; 100]).expect_err("200 to a range");
-        assert!(matches!(crate_error(err), Error::RangeNotSupported { .. }));
+        let mut buf = [0; 100];
+        reader.read_exact(&mut buf).expect("read");
+        assert!(buf[..] == data[5000..5100]);
+        let handle = reader.stats_handle();
+        drop(reader);
+        let stats = settled(&handle);
+        assert!(stats.bytes_fetched >= 5100, "{stats:?}");
+        assert_eq!(
+            stats.bytes_fetched - stats.bytes_wasted,
+            stats.bytes_delivered
+        );
+    });
+}
+
+/// A server like Python's `http.server`: no `Accept-Ranges`, and every
+/// `GET` answered with the whole object.
+fn server_ignoring_ranges(path: &str, data: &[u8]) -> TestServer {
+    let server = server_with(path, data);
+    server.set_persistent_fault(Some(Fault::IgnoreRange));
+    server
+}
+
+#[test]
+fn a_server_that_ignores_ranges_is_read_front_to_back_from_one_response() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = random_bytes(3 << 20, 40);
+        let server = server_ignoring_ranges("/plain.bin", &data);
+        let source = open_quick(&server, "/plain.bin");
+        assert!(!source.supports_ranges());
+        let mut reader = PrefetchReader::builder()
+            .concurrency(8)
+            .min_part_size(64 << 10)
+            .build(source)
+            .expect("reader");
+        let out = read_in_chunks(&mut reader, 10_000);
+        assert!(out == data, "the bytes read differ from the object");
+        let stats = reader.stats();
+        assert!(stats.single_stream);
+        // The HEAD, then the first-byte probe whose 200 is the stream read.
+        let methods: Vec<_> = server.requests().iter().map(|r| r.method.clone()).collect();
+        assert_eq!(methods, ["HEAD", "GET"]);
+        assert_eq!(stats.requests, 2);
+        assert_eq!(stats.bytes_fetched, data.len() as u64);
+        assert_eq!(stats.bytes_wasted, 0);
+    });
+}
+
+#[test]
+fn a_stream_serves_forward_seeks_and_the_window_behind_but_not_a_seek_further_back() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = random_bytes(4 << 20, 41);
+        let server = server_ignoring_ranges("/plain.bin", &data);
+        let mut reader = PrefetchReader::builder()
+            .window_behind(64 << 10)
+            .build(open_quick(&server, "/plain.bin"))
+            .expect("reader");
+        let mut buf = vec![0; 100_000];
+        reader.seek(SeekFrom::Start(1 << 20)).expect("seek");
+        reader
+            .read_exact(&mut buf)
+            .expect("read after a forward seek");
+        assert!(buf[..] == data[1 << 20..(1 << 20) + 100_000]);
+        // Back into the window behind: served from memory.
+        let back = (1 << 20) + 100_000 - 50_000;
+        reader.seek(SeekFrom::Start(back)).expect("seek");
+        reader
+            .read_exact(&mut buf[..50_000])
+            .expect("read the window behind");
+        assert!(buf[..50_000] == data[back as usize..back as usize + 50_000]);
+        // Far forward, then far back.
+        reader.seek(SeekFrom::Start(3 << 20)).expect("seek");
+        reader.read_exact(&mut buf[..10]).expect("read far ahead");
+        assert!(buf[..10] == data[3 << 20..(3 << 20) + 10]);
+        reader.seek(SeekFrom::Start(0)).expect("seek");
+        let err = crate_error(reader.read(&mut buf).expect_err("behind the stream"));
+        assert!(matches!(err, Error::RangeNotSupported { .. }), "{err:?}");
+        assert!(err.to_string().contains("ignores byte ranges"), "{err}");
+        assert_eq!(server.get_count(), 1, "one response served every read");
+    });
+}
+
+#[test]
+fn a_stream_broken_mid_body_resumes_from_a_new_whole_response() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = random_bytes(2 << 20, 42);
+        let server = server_ignoring_ranges("/plain.bin", &data);
+        // The probe at open gets the response that breaks.
+        server.push_fault(Fault::IgnoreRangeThenReset { after: 1 << 20 });
+        let source = open_quick(&server, "/plain.bin");
+        assert!(!source.supports_ranges());
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        let out = read_in_chunks(&mut reader, 100_000);
+        assert!(out == data, "wrong bytes after a broken stream");
+        let stats = reader.stats();
+        assert_eq!(stats.retries, 1);
+        assert_eq!(server.get_count(), 2);
+        assert_eq!(stats.requests, 3, "the HEAD and the two GETs");
+        // The second response was skipped to where the first broke.
+        assert_eq!(stats.bytes_fetched, data.len() as u64 + (1 << 20));
+    });
+}
+
+#[test]
+fn a_server_refusing_head_and_ignoring_ranges_is_read_as_one_stream() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = random_bytes(500_000, 43);
+        let server = server_ignoring_ranges("/plain.bin", &data);
+        server.push_fault(Fault::HeadRefused(405));
+        let source = open_quick(&server, "/plain.bin");
+        assert!(!source.supports_ranges());
+        assert_eq!(source.len(), data.len() as u64);
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert!(out == data);
+        assert_eq!(server.get_count(), 1, "the probe's response was read");
     });
 }
 

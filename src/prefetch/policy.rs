@@ -61,6 +61,22 @@ pub(crate) struct Limits {
     pub(crate) window_behind: u64,
 }
 
+impl Limits {
+    /// The limits over a source that reads one stream front to back (its
+    /// server ignores byte ranges): one request in flight, so requests
+    /// reach the stream in the order they were made.
+    pub(crate) fn for_source(self, supports_ranges: bool) -> Limits {
+        if supports_ranges {
+            self
+        } else {
+            Limits {
+                concurrency: 1,
+                ..self
+            }
+        }
+    }
+}
+
 /// Where the reader's bytes are when it reads after a seek: what
 /// [`classify_seek`] decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -624,6 +640,23 @@ mod tests {
         p.progress(state(2 * MIB, 8 * KIB, 40, 8 * KIB));
         let more = drain(&mut p);
         assert_eq!(more.iter().map(|r| r.len).sum::<u64>(), 2 * MIB);
+    }
+
+    #[test]
+    fn a_source_without_ranges_gets_one_request_at_a_time_in_order() {
+        let limits = Config::default().limits();
+        assert_eq!(limits.for_source(true), limits);
+        let mut p = Policy::new(limits.for_source(false), 100 * MIB);
+        p.restart(ReaderState {
+            advice: Advice::Sequential,
+            ..state(0, 64 * KIB, 0, 64 * KIB)
+        });
+        let first = p.next_request(0, 0).expect("demand");
+        assert_eq!(first.offset, 0);
+        p.issued(first);
+        assert_eq!(p.next_request(1, first.len), None);
+        let second = p.next_request(0, first.len).expect("read-ahead");
+        assert_eq!(second.offset, first.len);
     }
 
     #[test]

@@ -336,7 +336,10 @@ fn fetch<S: RangeSource>(
         _ => PartBuffer::new(len)
             .map_err(|err| Error::io(format!("cannot allocate a {len}-byte block"), err))?,
     };
-    Counters::add(&counters.requests, 1);
+    // A source reading one stream counts the requests it sends.
+    if source.supports_ranges() {
+        Counters::add(&counters.requests, 1);
+    }
     if let Err(err) = source.read_at(request.offset, bytes.as_mut_slice(), ctx) {
         Counters::add(&counters.bytes_wasted, ctx.bytes_received());
         return Err(err);

@@ -129,6 +129,18 @@ pub trait RangeSource: Debug + Send + Sync + 'static {
     fn validator(&self) -> Option<String> {
         None
     }
+
+    /// Whether any range can be read at any time. `false` for an object
+    /// the server only sends whole (an HTTP server that ignores `Range`):
+    /// the source then reads one stream front to back, skipping forward,
+    /// and fails a read behind where the stream is. A reader over such a
+    /// source keeps one request in flight, in order, so the stream serves
+    /// sequential reads and forward seeks; see
+    /// [`Stats::single_stream`](crate::Stats::single_stream). Defaults to
+    /// `true`.
+    fn supports_ranges(&self) -> bool {
+        true
+    }
 }
 
 macro_rules! forward_range_source {
@@ -151,6 +163,9 @@ macro_rules! forward_range_source {
             }
             fn requests_at_open(&self) -> u64 {
                 (**self).requests_at_open()
+            }
+            fn supports_ranges(&self) -> bool {
+                (**self).supports_ranges()
             }
         }
     };
@@ -254,6 +269,12 @@ impl FetchContext {
     /// Reports one retry of a failed attempt: one more request sent.
     pub fn record_retry(&self) {
         Counters::add(&self.counters.retries, 1);
+        Counters::add(&self.counters.requests, 1);
+    }
+
+    /// Counts a request sent by a source that does not send one per read
+    /// (one reading a single stream, which the engine does not count).
+    pub(crate) fn record_request(&self) {
         Counters::add(&self.counters.requests, 1);
     }
 

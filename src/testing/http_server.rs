@@ -192,8 +192,15 @@ pub enum Fault {
     /// Send the headers and a few body bytes, stall this long, then close the
     /// connection without sending the rest.
     Stall(Duration),
-    /// Answer `200` with the whole object, ignoring `Range`.
+    /// Answer `200` with the whole object, ignoring `Range`, and send no
+    /// `Accept-Ranges` (as Python's `http.server` does).
     IgnoreRange,
+    /// As [`Fault::IgnoreRange`], then reset the connection after `after`
+    /// body bytes.
+    IgnoreRangeThenReset {
+        /// Body bytes sent before the reset.
+        after: u64,
+    },
     /// Answer `206` with a `Content-Range` whose start is one byte off from
     /// the one asked for, and a body that matches that claim.
     WrongContentRange,
@@ -1260,7 +1267,11 @@ impl Shared {
             return Ok(plan);
         }
 
-        let range = if request.method == "GET" && fault != Some(&Fault::IgnoreRange) {
+        let ignores_range = matches!(
+            fault,
+            Some(Fault::IgnoreRange | Fault::IgnoreRangeThenReset { .. })
+        );
+        let range = if request.method == "GET" && !ignores_range {
             single_range(request).filter(|_| if_range_passes(request, etag.as_deref(), modified))
         } else {
             None
@@ -1303,7 +1314,9 @@ impl Shared {
             }
         };
         plan.header("Content-Type", "application/octet-stream");
-        plan.header("Accept-Ranges", "bytes");
+        if !ignores_range {
+            plan.header("Accept-Ranges", "bytes");
+        }
         plan.headers.extend(validators);
         if plan.status == 416 {
             return Ok(plan);
@@ -1314,7 +1327,9 @@ impl Shared {
                 plan.body = Body::Bytes(gzip(&body.into_bytes()?)?);
                 plan.header("Content-Encoding", "gzip");
             }
-            Some(Fault::ResetMidBody { after }) => plan.cut = Cut::Reset(*after),
+            Some(Fault::ResetMidBody { after } | Fault::IgnoreRangeThenReset { after }) => {
+                plan.cut = Cut::Reset(*after)
+            }
             Some(Fault::ShortBody { after }) => plan.cut = Cut::Short(*after),
             Some(Fault::Stall(d)) => plan.cut = Cut::Stall(*d),
             Some(Fault::BadContentLength) => plan.bad_content_length = true,

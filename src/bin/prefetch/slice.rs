@@ -47,6 +47,10 @@ impl RangeSource for Slice {
     fn validator(&self) -> Option<String> {
         self.inner.validator()
     }
+
+    fn supports_ranges(&self) -> bool {
+        self.inner.supports_ranges()
+    }
 }
 
 impl fmt::Debug for Slice {

@@ -118,7 +118,7 @@ impl HttpSourceBuilder {
     /// of [`HttpSource::open`].
     pub fn open(&self, url: &str) -> Result<HttpSource> {
         let mut source = self.prepare(url, redact_url(url))?;
-        let meta = source.learn_metadata()?;
+        let meta = source.learn_metadata(true)?;
         source.pin_to(meta)?;
         Ok(source)
     }
@@ -144,7 +144,8 @@ impl HttpSourceBuilder {
         hooks: Arc<dyn RequestHooks>,
     ) -> Result<HttpSource> {
         let mut source = self.prepare_target(String::new(), None, location, Some(hooks))?;
-        let meta = source.learn_metadata()?;
+        // S3 serves byte ranges, whether or not it says so.
+        let meta = source.learn_metadata(false)?;
         source.pin_to(meta)?;
         Ok(source)
     }
@@ -221,6 +222,7 @@ impl HttpSourceBuilder {
             google_errors: false,
             sent: AtomicU64::new(0),
             sent_at_open: 0,
+            stream: None,
         })
     }
 }

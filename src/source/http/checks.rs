@@ -53,8 +53,9 @@ impl HttpSource {
         self.check_validator(response, &what)
     }
 
-    /// Checks a 200 to a ranged `GET`: acceptable only when the whole
-    /// object was asked for.
+    /// Checks a 200 to a ranged `GET`: the whole object, whatever was asked
+    /// for (a server that ignored `Range` this once); the caller skips to
+    /// the range.
     pub(super) fn check_whole(
         &self,
         response: &Response<Body>,
@@ -63,10 +64,10 @@ impl HttpSource {
     ) -> Result<()> {
         let what = format!("GET bytes={start}-{last}");
         if start != 0 || last + 1 != self.len {
-            return Err(Error::RangeNotSupported {
-                object: self.location.clone(),
-                detail: format!("{what}: the server ignored Range and sent the whole object (200)"),
-            });
+            log::warn!(
+                "{what} {}: the server ignored Range and sent the whole object; skipping to the range",
+                self.location
+            );
         }
         self.check_encoding(response, &what)?;
         self.check_content_length(response, &what, self.len, true)?;

@@ -44,6 +44,7 @@ mod redirect;
 mod response;
 mod retry;
 mod url;
+mod whole;
 
 pub(crate) use crate::redact::redact_url;
 pub use builder::HttpSourceBuilder;
@@ -99,9 +100,14 @@ const ERROR_BODY_LIMIT: u64 = 1024;
 ///   validator is read unpinned (still length-checked): see
 ///   [`is_pinned`](Self::is_pinned).
 /// - Checks each response: a `Content-Range` or `Content-Length` that does
-///   not match the request is [`Error::InvalidResponse`]; a 200 with the
-///   whole object is accepted only when the whole object was asked for,
-///   else it is [`Error::RangeNotSupported`].
+///   not match the request is [`Error::InvalidResponse`].
+/// - Reads a server that ignores byte ranges (a `HEAD` without
+///   `Accept-Ranges: bytes`, then a `200` with the whole object to a `GET`
+///   of the first byte, as Python's `http.server` answers) as one stream
+///   front to back: sequential reads and forward seeks are served from one
+///   response, and a read behind it is [`Error::RangeNotSupported`]; see
+///   [`RangeSource::supports_ranges`]. A single `200` from a server that
+///   does serve ranges is skipped to the range asked for.
 /// - Maps statuses: 404 and 410 → [`Error::NotFound`], 401 and 403 →
 ///   [`Error::PermissionDenied`], timeouts → [`Error::TimedOut`], others →
 ///   [`Error::HttpStatus`].
@@ -166,6 +172,9 @@ pub struct HttpSource {
     sent: AtomicU64,
     /// Requests the open sent.
     sent_at_open: u64,
+    /// Set when the server ignores byte ranges: the one response reads go
+    /// through, in order.
+    stream: Option<whole::WholeStream>,
 }
 
 /// How reads are pinned when the URL names one version of the object (as
@@ -233,11 +242,14 @@ impl From<Error> for Failure {
 }
 
 /// What opening learns about the object.
-#[derive(Debug)]
 struct Metadata {
     len: u64,
     etag: Option<String>,
     last_modified: Option<String>,
+    /// Whether the response said `Accept-Ranges: bytes`.
+    ranges_advertised: bool,
+    /// The whole object's response, from a server that ignores ranges.
+    stream: Option<whole::WholeStream>,
 }
 
 impl HttpSource {
@@ -329,6 +341,7 @@ impl HttpSource {
         self.last_modified = None;
         self.pin = None;
         self.version_in_url = Some(version);
+        self.stream = None;
         self.sent_at_open = self.sent.load(Relaxed);
         Ok(())
     }
@@ -378,11 +391,18 @@ impl HttpSource {
     }
 
     /// Learns length and validator: `HEAD`, or a `GET` of the first byte
-    /// where `HEAD` is refused or says too little.
-    fn learn_metadata(&self) -> Result<Metadata> {
+    /// where `HEAD` is refused or says too little. With `probe_ranges`, a
+    /// `HEAD` that does not advertise byte ranges is followed by a `GET` of
+    /// the first byte, to find a server that ignores them.
+    fn learn_metadata(&self, probe_ranges: bool) -> Result<Metadata> {
         let ctx = FetchContext::new();
         let agent = self.agent();
-        if let Some(meta) = self.with_retries(&ctx, || self.head(&agent))? {
+        if let Some(mut meta) = self.with_retries(&ctx, || self.head(&agent))? {
+            if probe_ranges && !meta.ranges_advertised && meta.len > 1 {
+                let etag = meta.etag.as_deref();
+                meta.stream =
+                    self.with_retries(&ctx, || self.probe_ranges(&agent, meta.len, etag))?;
+            }
             return Ok(meta);
         }
         self.with_retries(&ctx, || self.probe(&agent))
@@ -478,15 +498,12 @@ impl HttpSource {
                 let len = parse_u64(value.trim()).ok_or_else(|| {
                     self.invalid(format!("{what}: non-numeric Content-Length `{value}`"))
                 })?;
+                let mut meta = self.metadata(&response, len);
                 if len > 1 {
-                    log::warn!(
-                        "{} ignores byte ranges: only reads of the whole object will succeed",
-                        self.location
-                    );
+                    let etag = meta.etag.clone();
+                    meta.stream = Some(self.whole_stream(response, len, etag.as_deref(), what)?);
                 }
-                // The body (the whole object) is not read: dropping the
-                // response closes the connection.
-                Ok(self.metadata(&response, len))
+                Ok(meta)
             }
             _ => Err(self.status_failure(response, Some((0, 0)))),
         }
@@ -497,6 +514,8 @@ impl HttpSource {
             len,
             etag: header_str(response, header::ETAG).map(|v| v.trim().to_owned()),
             last_modified: header_str(response, header::LAST_MODIFIED).map(|v| v.trim().to_owned()),
+            ranges_advertised: whole::advertises_ranges(response),
+            stream: None,
         }
     }
 
@@ -521,6 +540,7 @@ impl HttpSource {
         self.len = meta.len;
         self.etag = meta.etag;
         self.last_modified = meta.last_modified;
+        self.stream = meta.stream;
         Ok(())
     }
 
@@ -575,12 +595,22 @@ impl HttpSource {
         let start = offset + *filled as u64;
         let last = offset + buf.len() as u64 - 1;
         let mut response = self.send(agent, Method::GET, Some((start, last)), true)?;
-        match response.status().as_u16() {
-            206 => self.check_partial(&response, start, last)?,
-            200 => self.check_whole(&response, start, last)?,
+        let whole = match response.status().as_u16() {
+            206 => {
+                self.check_partial(&response, start, last)?;
+                false
+            }
+            200 => {
+                self.check_whole(&response, start, last)?;
+                true
+            }
             _ => return Err(self.status_failure(response, Some((start, last)))),
-        }
+        };
+        let what = format!("GET bytes={start}-{last}");
         let mut body = response.body_mut().as_reader();
+        if whole {
+            self.skip_body(&mut body, &mut 0, start, &what, ctx)?;
+        }
         while *filled < buf.len() {
             ctx.check_cancelled()?;
             let chunk_end = buf.len().min(*filled + BODY_CHUNK);
@@ -592,12 +622,16 @@ impl HttpSource {
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {
-                    let what = format!("GET bytes={start}-{last}");
                     return Err(self
                         .body_error(err, &what, offset, buf.len(), *filled)
                         .into());
                 }
             }
+        }
+        if whole && last + 1 < self.len {
+            // The rest of the object is not wanted: dropping the response
+            // closes the connection.
+            return Ok(());
         }
         // A body longer than the range asked for is not the range asked for.
         let mut extra = [0; 1];
@@ -793,6 +827,9 @@ impl RangeSource for HttpSource {
         if offset.saturating_add(buf.len() as u64) > self.len {
             return Err(self.truncated(offset, buf.len(), 0));
         }
+        if let Some(stream) = &self.stream {
+            return self.read_streamed(stream, offset, buf, ctx);
+        }
         let agent = self.agent();
         let mut filled = 0;
         let result = self.with_retries(ctx, || self.fetch(&agent, offset, buf, &mut filled, ctx));
@@ -824,6 +861,11 @@ impl RangeSource for HttpSource {
         self.location.clone()
     }
 
+    /// `false` once the open found a server that ignores byte ranges.
+    fn supports_ranges(&self) -> bool {
+        self.stream.is_none()
+    }
+
     /// The strong `ETag` seen at open, else its `Last-Modified`, else the
     /// version named in the URL (GCS's generation).
     fn validator(&self) -> Option<String> {
@@ -848,6 +890,7 @@ impl fmt::Debug for HttpSource {
             .field("last_modified", &self.last_modified)
             .field("pinned", &self.is_pinned())
             .field("version_in_url", &self.version_in_url)
+            .field("single_stream", &self.stream.is_some())
             .finish_non_exhaustive()
     }
 }
