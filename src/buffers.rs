@@ -13,7 +13,13 @@ struct Current {
 }
 
 impl Current {
+    /// Where the block ends, its bytes all arrived or not.
     fn end(&self) -> u64 {
+        self.offset + self.data.len() as u64
+    }
+
+    /// Where the bytes that arrived end.
+    fn arrived_end(&self) -> u64 {
         self.offset + self.data.bytes().len() as u64
     }
 }
@@ -47,13 +53,25 @@ impl Buffers {
         self.behind_end - self.behind.len() as u64
     }
 
-    /// Whether the byte at `pos` is buffered.
+    /// Whether the byte at `pos` is buffered (arrived).
     pub(crate) fn contains(&self, pos: u64) -> bool {
         (pos >= self.behind_start() && pos < self.behind_end)
             || self
                 .current
                 .as_ref()
-                .is_some_and(|c| pos >= c.offset && pos < c.end())
+                .is_some_and(|c| pos >= c.offset && pos < c.arrived_end())
+    }
+
+    /// Whether `pos` lies in the block being read, arrived or not.
+    pub(crate) fn in_current(&self, pos: u64) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|c| pos >= c.offset && pos < c.end())
+    }
+
+    /// The block being read and where it starts.
+    pub(crate) fn current(&self) -> Option<(u64, &BlockData)> {
+        self.current.as_ref().map(|c| (c.offset, &c.data))
     }
 
     /// The buffered bytes from `pos` on (empty when none are).
@@ -63,7 +81,7 @@ impl Buffers {
             return &self.behind[(pos - behind_start) as usize..];
         }
         match &self.current {
-            Some(c) if pos >= c.offset && pos < c.end() => {
+            Some(c) if pos >= c.offset && pos < c.arrived_end() => {
                 &c.data.bytes()[(pos - c.offset) as usize..]
             }
             _ => &[],

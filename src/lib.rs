@@ -72,7 +72,7 @@ pub use reader::PrefetchReader;
 pub use redact::redact;
 pub use source::{
     FetchContext, FileSource, GcsSource, GcsSourceBuilder, HttpSource, HttpSourceBuilder,
-    MemorySource, MmapSource, RangeSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
+    MemorySource, MmapSource, PartSink, RangeSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_GCS_ENDPOINT, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, GCS_EMULATOR_HOST_ENV,
     GCS_TOKEN_ENV,

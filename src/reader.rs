@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvError, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use crate::buffers::Buffers;
 use crate::config::{Config, ReaderBuilder};
 use crate::error::{Error, Result};
-use crate::prefetch::block::{Block, BlockData};
+use crate::prefetch::block::{Block, BlockData, Waited};
 use crate::prefetch::io_pool::IoPool;
 use crate::prefetch::policy::{
     classify_seek, reports_every_read, Advice, Policy, ReadSizes, ReaderState, SeekKind, SeekView,
@@ -424,7 +424,20 @@ impl<S: RangeSource> PrefetchReader<S> {
             return Ok(false);
         }
         while !self.buffers.contains(self.pos) {
-            self.advance(want)?;
+            if self.pool.is_current_thread_in_it() {
+                // The job this read would wait for may be queued behind the
+                // very thread that waits: a deadlock, so refuse instead.
+                return Err(Error::InvalidConfig {
+                    setting: "io_pool",
+                    reason: "a reader cannot wait for data on a thread of its own I/O pool"
+                        .to_owned(),
+                });
+            }
+            if self.buffers.in_current(self.pos) {
+                self.wait_for_current()?;
+            } else {
+                self.advance(want)?;
+            }
         }
         Ok(true)
     }
@@ -434,17 +447,9 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.buffers.from(self.pos)
     }
 
-    /// Takes the next block of this epoch from the producer and waits for
-    /// its bytes.
+    /// Takes the next block of this epoch from the producer and makes it
+    /// the block being read (its bytes may not have arrived yet).
     fn advance(&mut self, want: u64) -> Result<()> {
-        if self.pool.is_current_thread_in_it() {
-            // The job this read would wait for may be queued behind the
-            // very thread that waits: a deadlock, so refuse instead.
-            return Err(Error::InvalidConfig {
-                setting: "io_pool",
-                reason: "a reader cannot wait for data on a thread of its own I/O pool".to_owned(),
-            });
-        }
         let reader = self.reader_state(want);
         if self.started {
             self.send(Event::Progress {
@@ -476,56 +481,51 @@ impl<S: RangeSource> PrefetchReader<S> {
                 self.buffers.clear_behind();
                 continue;
             }
-            let started = Instant::now();
-            let result = self.wait_for(&block);
-            self.add_wait(started);
-            let result = result.unwrap_or_else(|_| {
-                Err(Error::Terminated(
-                    "a fetch job ended without a result".to_owned(),
-                ))
-            });
-            match result {
-                Ok(data) => {
-                    debug_assert_eq!(data.bytes().len() as u64, block.len);
-                    self.buffers.set_current(block.offset, data);
-                    return Ok(());
-                }
-                Err(err) => {
-                    // Later blocks of this epoch are dropped; the next read
-                    // starts again here.
-                    self.new_epoch();
-                    return Err(err);
-                }
-            }
+            self.buffers
+                .set_current(block.offset, BlockData::new(block.part));
+            return Ok(());
         }
     }
 
-    /// The result of `block`'s fetch, saying at `info` level what the
-    /// reader waits for when the source stays silent (after
-    /// [`SILENCE_FIRST_NOTE`], then at doubling intervals), so `-v` shows
-    /// why nothing moves.
-    fn wait_for(&self, block: &Block) -> std::result::Result<Result<BlockData>, RecvError> {
+    /// Waits until the block being read has the byte at the position, or
+    /// fails; says at `info` level what the reader waits for when the
+    /// source stays silent (after [`SILENCE_FIRST_NOTE`], then at doubling
+    /// intervals), so `-v` shows why nothing moves.
+    fn wait_for_current(&mut self) -> Result<()> {
         let started = Instant::now();
         let mut patience = SILENCE_FIRST_NOTE;
-        loop {
-            match block
-                .result
-                .recv_timeout(patience.saturating_sub(started.elapsed()))
+        let waited = loop {
+            let Some((offset, data)) = self.buffers.current() else {
+                return Ok(());
+            };
+            let beyond = (self.pos - offset) as usize;
+            match data
+                .part()
+                .wait(beyond, patience.saturating_sub(started.elapsed()))
             {
-                Ok(result) => return Ok(result),
-                Err(RecvTimeoutError::Disconnected) => return Err(RecvError),
-                Err(RecvTimeoutError::Timeout) => {
+                Waited::TimedOut => {
                     log::info!(
                         "{}: waited {} s for bytes {}..{} from the source ({} bytes received so far)",
                         self.source.location(),
                         started.elapsed().as_secs(),
-                        block.offset,
-                        block.end(),
+                        self.pos,
+                        offset + data.len() as u64,
                         self.counters.bytes_fetched.load(Relaxed)
                     );
                     patience = patience.saturating_mul(2);
                 }
+                other => break other,
             }
+        };
+        self.add_wait(started);
+        match waited {
+            Waited::Failed(err) => {
+                // Later blocks of this epoch are dropped; the next read
+                // starts again here.
+                self.new_epoch();
+                Err(err)
+            }
+            Waited::Ready | Waited::TimedOut => Ok(()),
         }
     }
 

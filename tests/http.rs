@@ -1012,3 +1012,27 @@ fn tar_and_flate2_stream_a_remote_tar_gz() {
         assert!(seen == files, "every file, byte-exact, in order");
     });
 }
+
+#[test]
+fn the_first_bytes_of_a_response_are_read_while_the_server_stalls() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = random_bytes(1 << 20, 44);
+        let server = server_with("/stall.bin", &data);
+        let source = open_quick(&server, "/stall.bin");
+        let mut reader = PrefetchReader::builder()
+            .first_request_size(1 << 20)
+            .build(source)
+            .expect("reader");
+        // The part is the whole object; the server sends its first bytes,
+        // then stalls before the rest (and closes, so the rest is retried).
+        server.push_fault(Fault::Stall(Duration::from_secs(3)));
+        let mut head = [0; 4];
+        reader.read_exact(&mut head).expect("the first bytes");
+        assert!(head[..] == data[..4]);
+        assert_eq!(server.get_count(), 1, "read before the stall ended");
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).expect("the rest, retried");
+        assert!(rest[..] == data[4..]);
+        assert_eq!(reader.stats().retries, 1);
+    });
+}

@@ -1,16 +1,20 @@
-//! Blocks: one range request's bytes, self-identifying, travelling from a
-//! fetch job to the reader; and the charge that keeps their memory counted.
+//! Blocks: one range request's bytes, self-identifying, handed from a fetch
+//! job to the reader as they arrive; and the charge that keeps their memory
+//! counted.
 
 use std::fmt;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use parking_lot::Mutex;
+use crossbeam_channel::Sender;
+use parking_lot::{Condvar, Mutex};
 
 use super::part_buffer::PartBuffer;
 use super::producer::Event;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::source::PartSink;
 use crate::stats::Counters;
 
 /// Bytes counted as allocated for blocks until dropped. Made by the producer
@@ -135,44 +139,232 @@ impl Spares {
     }
 }
 
-/// The bytes of a completed block, charged until dropped; then its buffer
-/// goes to the [`Spares`], and the bytes of it never handed to the caller
-/// count as wasted, wherever it is dropped (by the reader, in a channel,
-/// or by a job whose block nobody wants any more).
-pub(crate) struct BlockData {
-    bytes: Option<PartBuffer>,
+/// One part's buffer, shared by the fetch job that fills it and the reader,
+/// which uses its committed bytes while the rest arrive. Charged until
+/// dropped; then its buffer goes to the [`Spares`], and the bytes of it
+/// never handed to the caller count as wasted, wherever it is dropped (by
+/// the reader, in a channel, or by a job whose part nobody wants any more).
+pub(crate) struct Part {
+    /// The buffer's first byte: bytes before `filled` are read through it
+    /// by the reader, bytes after are written through it by the job's
+    /// [`PartSink`], and the buffer itself is not touched while shared.
+    start: *mut u8,
+    len: usize,
+    buffer: Option<PartBuffer>,
+    /// Bytes committed: written once, final, readable.
+    filled: AtomicUsize,
+    /// Bytes of it handed to the caller, added as the reader's views go.
+    delivered: AtomicUsize,
+    state: Mutex<PartState>,
+    changed: Condvar,
     charge: Option<Charge>,
     spares: Arc<Spares>,
     counters: Arc<Counters>,
+}
+
+// SAFETY: the buffer is written only through the one `PartWriter`'s sink,
+// from `filled` on, and read only below `filled` (published with Release,
+// read with Acquire), so threads never touch the same byte at once; every
+// other field is `Send + Sync`.
+unsafe impl Send for Part {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Part {}
+
+enum PartState {
+    Filling,
+    Done,
+    /// The fetch failed; the error goes to the first reader that waits.
+    Failed(Option<Error>),
+}
+
+/// What a wait for a part's bytes found.
+pub(crate) enum Waited {
+    /// Bytes past the ones waited beyond are committed (or the part is
+    /// complete).
+    Ready,
+    /// The fetch failed.
+    Failed(Error),
+    /// Nothing changed within the patience given.
+    TimedOut,
+}
+
+impl Part {
+    /// A part of `len` bytes in `buffer` (at least `len` long), to be
+    /// filled by the returned writer; a buffer that could not be made
+    /// gives a part that failed with that error.
+    pub(crate) fn new(
+        buffer: Result<PartBuffer>,
+        charge: Charge,
+        spares: Arc<Spares>,
+        counters: Arc<Counters>,
+    ) -> (Arc<Part>, PartWriter) {
+        let (mut buffer, state) = match buffer {
+            Ok(buffer) => (Some(buffer), PartState::Filling),
+            Err(err) => (None, PartState::Failed(Some(err))),
+        };
+        let (start, len) = match buffer.as_mut() {
+            Some(buffer) => {
+                let bytes = buffer.as_mut_slice();
+                (bytes.as_mut_ptr(), bytes.len())
+            }
+            None => (std::ptr::NonNull::dangling().as_ptr(), 0),
+        };
+        let part = Arc::new(Part {
+            start,
+            len,
+            buffer,
+            filled: AtomicUsize::new(0),
+            delivered: AtomicUsize::new(0),
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+            charge: Some(charge),
+            spares,
+            counters,
+        });
+        let writer = PartWriter { part: part.clone() };
+        (part, writer)
+    }
+
+    /// The bytes committed so far.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        let filled = self.filled.load(Acquire);
+        // SAFETY: the first `filled` bytes were written before `filled`
+        // was published and are never written again.
+        unsafe { std::slice::from_raw_parts(self.start, filled) }
+    }
+
+    /// The part's length, committed or not.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Waits up to `patience` until more than `beyond` bytes are committed,
+    /// the part is complete, or its fetch failed.
+    pub(crate) fn wait(&self, beyond: usize, patience: Duration) -> Waited {
+        let deadline = Instant::now() + patience;
+        let mut state = self.state.lock();
+        loop {
+            if self.filled.load(Acquire) > beyond {
+                return Waited::Ready;
+            }
+            match &mut *state {
+                PartState::Done => return Waited::Ready,
+                PartState::Failed(err) => {
+                    let err = err
+                        .take()
+                        .unwrap_or_else(|| Error::Terminated("the part's fetch failed".to_owned()));
+                    return Waited::Failed(err);
+                }
+                PartState::Filling => {}
+            }
+            if self.changed.wait_until(&mut state, deadline).timed_out() {
+                return Waited::TimedOut;
+            }
+        }
+    }
+
+    fn publish(&self, filled: usize) {
+        self.filled.store(filled, Release);
+        // Under the lock: a reader checks `filled` under it before it
+        // sleeps, so it cannot miss this.
+        let _state = self.state.lock();
+        self.changed.notify_all();
+    }
+
+    fn finish(&self, result: Result<()>) {
+        let mut state = self.state.lock();
+        *state = match result {
+            Ok(()) => PartState::Done,
+            Err(err) => PartState::Failed(Some(err)),
+        };
+        self.changed.notify_all();
+    }
+}
+
+impl Drop for Part {
+    fn drop(&mut self) {
+        let filled = *self.filled.get_mut();
+        let unread = filled.saturating_sub(*self.delivered.get_mut()) as u64;
+        Counters::add(&self.counters.bytes_wasted, unread);
+        if let (Some(bytes), Some(charge)) = (self.buffer.take(), self.charge.take()) {
+            self.spares.put(bytes, charge);
+        }
+    }
+}
+
+/// The one handle that writes a [`Part`]: its fetch job's.
+pub(crate) struct PartWriter {
+    part: Arc<Part>,
+}
+
+impl PartWriter {
+    /// Runs `fill` on a sink over the part's buffer, then marks the part
+    /// complete or failed: a sink left short of the part's length is
+    /// `truncated()`. Returns whether it succeeded.
+    pub(crate) fn fill(
+        self,
+        fill: impl FnOnce(&mut PartSink<'_>) -> Result<()>,
+        truncated: impl FnOnce(usize) -> Error,
+    ) -> bool {
+        let part = &*self.part;
+        if matches!(*part.state.lock(), PartState::Failed(_)) {
+            // No buffer could be made.
+            return false;
+        }
+        let publish = |filled: usize| part.publish(filled);
+        // SAFETY: the buffer lives as long as the part, which this writer
+        // keeps alive; this writer is the part's only one, made once, and
+        // readers read only the bytes the sink committed.
+        let mut sink = unsafe { PartSink::from_raw(part.start, part.len, &publish) };
+        let result = fill(&mut sink).and_then(|()| {
+            if sink.is_full() {
+                Ok(())
+            } else {
+                Err(truncated(sink.filled()))
+            }
+        });
+        let ok = result.is_ok();
+        part.finish(result);
+        ok
+    }
+}
+
+/// The reader's view of a part: which of its bytes were handed to the
+/// caller, added to the part's count when the view goes.
+pub(crate) struct BlockData {
+    part: Arc<Part>,
     /// The spans of it handed to the caller: sorted, apart, merged as they
     /// touch (one span for a block read in order).
     delivered: Vec<(usize, usize)>,
 }
 
 impl BlockData {
-    pub(crate) fn new(
-        bytes: PartBuffer,
-        charge: Charge,
-        spares: Arc<Spares>,
-        counters: Arc<Counters>,
-    ) -> BlockData {
+    pub(crate) fn new(part: Arc<Part>) -> BlockData {
         BlockData {
-            bytes: Some(bytes),
-            charge: Some(charge),
-            spares,
-            counters,
+            part,
             delivered: Vec::new(),
         }
     }
 
+    /// The bytes committed so far.
     pub(crate) fn bytes(&self) -> &[u8] {
-        self.bytes.as_ref().map_or(&[], PartBuffer::as_slice)
+        self.part.bytes()
+    }
+
+    /// The block's length, committed or not.
+    pub(crate) fn len(&self) -> usize {
+        self.part.len()
+    }
+
+    /// The part, to wait for its bytes.
+    pub(crate) fn part(&self) -> &Part {
+        &self.part
     }
 
     /// Records that the bytes `start..end` of it were handed to the
     /// caller.
     pub(crate) fn delivered(&mut self, start: usize, end: usize) {
-        let end = end.min(self.bytes().len());
+        let end = end.min(self.len());
         if start >= end {
             return;
         }
@@ -203,16 +395,13 @@ impl BlockData {
 
 impl Drop for BlockData {
     fn drop(&mut self) {
-        let unread = (self.bytes().len() - self.delivered_bytes()) as u64;
-        Counters::add(&self.counters.bytes_wasted, unread);
-        if let (Some(bytes), Some(charge)) = (self.bytes.take(), self.charge.take()) {
-            self.spares.put(bytes, charge);
-        }
+        let delivered = self.delivered_bytes();
+        self.part.delivered.fetch_add(delivered, Relaxed);
     }
 }
 
 /// A block as the reader receives it, in ticket order: which request it is,
-/// and the one-shot channel its fetch job fills.
+/// and the part its fetch job fills.
 pub(crate) struct Block {
     /// The span between hard seeks it belongs to; the reader drops blocks
     /// of earlier epochs unread.
@@ -221,7 +410,7 @@ pub(crate) struct Block {
     pub(crate) ticket: u64,
     pub(crate) offset: u64,
     pub(crate) len: u64,
-    pub(crate) result: Receiver<Result<BlockData>>,
+    pub(crate) part: Arc<Part>,
 }
 
 impl Block {
@@ -245,12 +434,85 @@ impl fmt::Debug for Block {
 mod tests {
     use super::*;
 
-    fn block(len: usize) -> (BlockData, Arc<Counters>) {
+    fn part(len: usize) -> (Arc<Part>, PartWriter, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
         let charge = Charge::new(len as u64, counters.clone(), None);
-        let bytes = PartBuffer::new(len).expect("buffer");
-        let data = BlockData::new(bytes, charge, Arc::default(), counters.clone());
-        (data, counters)
+        let (part, writer) = Part::new(
+            PartBuffer::new(len).map_err(|err| Error::io("buffer", err)),
+            charge,
+            Arc::default(),
+            counters.clone(),
+        );
+        (part, writer, counters)
+    }
+
+    fn block(len: usize) -> (BlockData, Arc<Counters>) {
+        let (part, writer, counters) = part(len);
+        let filled = writer.fill(
+            |sink| {
+                sink.commit(len);
+                Ok(())
+            },
+            |_| Error::Cancelled,
+        );
+        assert!(filled);
+        (BlockData::new(part), counters)
+    }
+
+    #[test]
+    fn a_reader_uses_each_committed_byte_while_the_rest_arrive() {
+        let (part, writer, counters) = part(300);
+        let (step_tx, step_rx) = crossbeam_channel::bounded::<()>(0);
+        let job = std::thread::spawn(move || {
+            writer.fill(
+                |sink| {
+                    for byte in 0..3u8 {
+                        step_rx.recv().expect("step");
+                        sink.unfilled()[..100].fill(byte + 1);
+                        sink.commit(100);
+                    }
+                    Ok(())
+                },
+                |_| Error::Cancelled,
+            )
+        });
+        let mut data = BlockData::new(part);
+        let patience = Duration::from_secs(10);
+        assert!(matches!(
+            data.part().wait(0, Duration::ZERO),
+            Waited::TimedOut
+        ));
+        for byte in 0..3u8 {
+            step_tx.send(()).expect("step");
+            let seen = 100 * byte as usize;
+            assert!(matches!(data.part().wait(seen, patience), Waited::Ready));
+            let bytes = data.bytes();
+            assert!(bytes.len() > seen && bytes[seen..].iter().all(|&b| b == byte + 1));
+        }
+        assert!(job.join().expect("job"));
+        assert_eq!(data.bytes().len(), 300);
+        data.delivered(0, 100);
+        drop(data);
+        assert_eq!(counters.snapshot().bytes_wasted, 200);
+    }
+
+    #[test]
+    fn a_part_left_short_fails_with_the_truncation_and_its_bytes_stay_usable() {
+        let (part, writer, _) = part(100);
+        let filled = writer.fill(
+            |sink| {
+                sink.unfilled()[..40].fill(7);
+                sink.commit(40);
+                Ok(())
+            },
+            |filled| Error::Terminated(format!("short at {filled}")),
+        );
+        assert!(!filled);
+        assert_eq!(part.bytes(), [7; 40]);
+        match part.wait(40, Duration::ZERO) {
+            Waited::Failed(Error::Terminated(message)) => assert_eq!(message, "short at 40"),
+            _ => panic!("the truncation is the part's error"),
+        }
     }
 
     #[test]

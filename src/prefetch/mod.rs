@@ -9,14 +9,29 @@
 //!
 //! For each request the [`policy`] allows, the producer charges the block's
 //! bytes (memory is accounted when it is reserved, not when it arrives),
-//! spawns a fetch job on the I/O pool, and sends the reader a [`block`]: the
-//! receiving end of a one-shot channel the job fills. Blocks go through a
+//! takes a buffer for it, spawns a fetch job on the I/O pool, and sends the
+//! reader a [`block`] naming the part the job fills. Blocks go through a
 //! bounded channel in the order they were issued, so the reader gets bytes
 //! in order whatever order the jobs complete in; a block is one range
 //! request, and consecutive blocks are fetched in parallel and read in place
 //! (never joined into a bigger buffer). Buffers of dropped blocks are kept,
 //! still counted, for the next requests, so steady reading reuses memory
 //! instead of allocating and faulting in fresh buffers.
+//!
+//! How bytes travel: the job calls the source's
+//! [`read_streaming`](crate::RangeSource::read_streaming) with a
+//! [`PartSink`](crate::PartSink) over the part's buffer. The source reads
+//! each chunk of the response body (64 KiB for HTTP, 1 MiB for files)
+//! straight into the sink and commits it; a commit publishes the part's
+//! new length (an atomic store, Release) and wakes a reader waiting on
+//! the part. The reader takes the next block as soon as it is issued, lends
+//! the committed bytes from `fill_buf` (no copy) and copies them once in
+//! `read`, and waits on the part only for bytes not yet committed — so the
+//! first byte of any part is readable about one round trip after its
+//! request, whatever the part's size. Committed bytes are never written
+//! again, and the bytes after them belong to the job alone. A part whose
+//! sink is not full when the source returns is `Truncated`, never bytes
+//! left over from the buffer's last use.
 //!
 //! A hard seek, an error or close ends an *epoch*: the reader sets the
 //! epoch's cancel flag (which fetch jobs check between body chunks), drops

@@ -58,14 +58,6 @@ impl PartBuffer {
         self.len = len.min(self.capacity());
     }
 
-    /// Its `len` bytes.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match &self.memory {
-            Memory::Heap(bytes) => &bytes[..self.len],
-            Memory::Mapped(map) => &map[..self.len],
-        }
-    }
-
     /// Its `len` bytes, to fill.
     pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
         match &mut self.memory {
@@ -90,13 +82,13 @@ mod tests {
         ] {
             let mut buffer = PartBuffer::new(len).expect("buffer");
             assert_eq!(buffer.capacity(), len);
-            assert!(buffer.as_slice().iter().all(|&b| b == 0));
+            assert!(buffer.as_mut_slice().iter().all(|&b| b == 0));
             buffer.as_mut_slice().fill(7);
             buffer.set_len(len / 2);
-            assert_eq!(buffer.as_slice().len(), len / 2);
-            assert!(buffer.as_slice().iter().all(|&b| b == 7));
+            assert_eq!(buffer.as_mut_slice().len(), len / 2);
+            assert!(buffer.as_mut_slice().iter().all(|&b| b == 7));
             buffer.set_len(len + 100);
-            assert_eq!(buffer.as_slice().len(), len);
+            assert_eq!(buffer.as_mut_slice().len(), len);
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
-use super::block::{Block, BlockData, Charge, Spares};
+use super::block::{Block, Charge, Part, PartWriter, Spares};
 use super::io_pool::IoPool;
 use super::part_buffer::PartBuffer;
 use super::policy::{Policy, ReaderState, Request};
@@ -232,39 +232,32 @@ impl<S: RangeSource> Scheduler<S> {
     fn spawn(&mut self, epoch: u64, cancel: &Arc<AtomicBool>, request: Request) -> Block {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let (result_tx, result_rx) = crossbeam_channel::bounded(1);
         let (buffer, charge) = self.buffer_for(request.len);
-        let spares = self.shared.spares.clone();
+        let counters = self.shared.counters.clone();
+        let (part, writer) = Part::new(
+            part_buffer(buffer, request.len),
+            charge,
+            self.shared.spares.clone(),
+            counters.clone(),
+        );
         let source = self.shared.source.clone();
         let events = self.shared.events_tx.clone();
-        let (cancel, counters) = (cancel.clone(), self.shared.counters.clone());
+        let cancel = cancel.clone();
         self.shared.pool.spawn(move || {
             // Timed from here, not from the spawn: time queued in the pool
             // says nothing about the link.
             let ctx = FetchContext::attached(cancel, counters.clone());
-            let result = panic::catch_unwind(AssertUnwindSafe(|| {
-                fetch(&*source, request, buffer, charge, spares, &ctx, &counters)
+            let ok = panic::catch_unwind(AssertUnwindSafe(|| {
+                fetch(&*source, request, writer, &ctx, &counters)
             }))
-            .unwrap_or_else(|_| {
-                // A source that panics once may panic again: a panic
-                // escaping a pool thread would abort the process.
-                let location = panic::catch_unwind(AssertUnwindSafe(|| source.location()))
-                    .unwrap_or_else(|_| "the object".to_owned());
-                Err(Error::Terminated(format!(
-                    "the source panicked reading {} bytes at offset {} of {location}",
-                    request.len, request.offset,
-                )))
-            });
+            .unwrap_or(false);
             let done = Event::Done {
                 epoch,
                 request,
                 ttfb: ctx.time_to_first_byte(),
                 total: ctx.elapsed(),
-                ok: result.is_ok(),
+                ok,
             };
-            // The reader may have dropped the block (a seek skipped it);
-            // then its bytes are freed here.
-            let _ = result_tx.send(result);
             let _ = events.send(done);
         });
         Block {
@@ -272,7 +265,7 @@ impl<S: RangeSource> Scheduler<S> {
             ticket,
             offset: request.offset,
             len: request.len,
-            result: result_rx,
+            part,
         }
     }
 
@@ -308,48 +301,77 @@ impl<S: RangeSource> Scheduler<S> {
     }
 }
 
-/// One fetch job's work: get the block's buffer (unless the work is
-/// already abandoned) and have the source fill it, counting the request
-/// as sent. Bytes received for a read that failed are wasted; a source
-/// that filled the buffer without reporting its bytes received them all.
+/// The buffer for a part of `len` bytes: `spare` when it is large enough,
+/// else a new one.
+fn part_buffer(spare: Option<PartBuffer>, len: u64) -> Result<PartBuffer> {
+    let len = usize::try_from(len).map_err(|_| Error::InvalidConfig {
+        setting: "max_part_size",
+        reason: format!("{len} bytes do not fit in memory here"),
+    })?;
+    // A reused buffer holds an old block's bytes: only the ones the source
+    // commits are ever read.
+    match spare {
+        Some(mut buffer) if buffer.capacity() >= len => {
+            buffer.set_len(len);
+            Ok(buffer)
+        }
+        _ => PartBuffer::new(len)
+            .map_err(|err| Error::io(format!("cannot allocate a {len}-byte block"), err)),
+    }
+}
+
+/// One fetch job's work: have the source stream the part into its buffer
+/// (unless the work is already abandoned), counting the request as sent;
+/// whether it succeeded. Bytes received beyond those committed (a retry's
+/// repeats, bytes skipped) are wasted; a source that committed bytes
+/// without reporting them received them.
 fn fetch<S: RangeSource>(
     source: &S,
     request: Request,
-    buffer: Option<PartBuffer>,
-    charge: Charge,
-    spares: Arc<Spares>,
+    writer: PartWriter,
     ctx: &FetchContext,
-    counters: &Arc<Counters>,
-) -> Result<BlockData> {
-    ctx.check_cancelled()?;
-    let len = usize::try_from(request.len).map_err(|_| Error::InvalidConfig {
-        setting: "max_part_size",
-        reason: format!("{} bytes do not fit in memory here", request.len),
-    })?;
-    // A reused buffer holds an old block's bytes: the source overwrites all
-    // `len` of them or fails (and then they are never read).
-    let mut bytes = match buffer {
-        Some(mut buffer) if buffer.capacity() >= len => {
-            buffer.set_len(len);
-            buffer
-        }
-        _ => PartBuffer::new(len)
-            .map_err(|err| Error::io(format!("cannot allocate a {len}-byte block"), err))?,
+    counters: &Counters,
+) -> bool {
+    let location = || {
+        // A source that panicked once may panic again.
+        panic::catch_unwind(AssertUnwindSafe(|| source.location()))
+            .unwrap_or_else(|_| "the object".to_owned())
     };
-    // A source reading one stream counts the requests it sends.
-    if source.supports_ranges() {
-        Counters::add(&counters.requests, 1);
-    }
-    if let Err(err) = source.read_at(request.offset, bytes.as_mut_slice(), ctx) {
-        Counters::add(&counters.bytes_wasted, ctx.bytes_received());
-        return Err(err);
-    }
+    let mut committed = 0;
+    let ok = writer.fill(
+        |sink| {
+            ctx.check_cancelled()?;
+            // A source reading one stream counts the requests it sends.
+            if source.supports_ranges() {
+                Counters::add(&counters.requests, 1);
+            }
+            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                source.read_streaming(request.offset, sink, ctx)
+            }))
+            .unwrap_or_else(|_| {
+                // A panic escaping a pool thread would abort the process.
+                Err(Error::Terminated(format!(
+                    "the source panicked reading {} bytes at offset {} of {}",
+                    request.len,
+                    request.offset,
+                    location()
+                )))
+            });
+            committed = sink.filled() as u64;
+            result
+        },
+        |filled| Error::Truncated {
+            object: location(),
+            offset: request.offset,
+            expected: request.len,
+            received: filled as u64,
+        },
+    );
     let received = ctx.bytes_received();
-    if received < request.len {
-        Counters::add(&counters.bytes_fetched, request.len - received);
+    if received < committed {
+        Counters::add(&counters.bytes_fetched, committed - received);
     } else {
-        // Bytes a retry received again.
-        Counters::add(&counters.bytes_wasted, received - request.len);
+        Counters::add(&counters.bytes_wasted, received - committed);
     }
-    Ok(BlockData::new(bytes, charge, spares, counters.clone()))
+    ok
 }

@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{FetchContext, RangeSource};
+use super::{FetchContext, PartSink, RangeSource, STREAM_CHUNK};
 use crate::error::{Error, Result};
 
 /// A local file, read with positional reads (`pread`), so many blocks can
@@ -88,22 +88,33 @@ impl RangeSource for FileSource {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
-        let mut filled = 0;
-        while filled < buf.len() {
+        self.read_streaming(offset, &mut PartSink::new(buf), ctx)
+    }
+
+    /// Reads a chunk at a time, committing each.
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        while !sink.is_full() {
             ctx.check_cancelled()?;
-            let at = offset + filled as u64;
-            match read_at(&self.file, &mut buf[filled..], at) {
+            let at = offset + sink.filled() as u64;
+            let chunk = sink.unfilled();
+            let n = chunk.len().min(STREAM_CHUNK);
+            match read_at(&self.file, &mut chunk[..n], at) {
                 Ok(0) => {
                     return Err(Error::Truncated {
                         object: self.location(),
                         offset,
-                        expected: buf.len() as u64,
-                        received: filled as u64,
+                        expected: sink.len() as u64,
+                        received: sink.filled() as u64,
                     })
                 }
                 Ok(n) => {
-                    filled += n;
                     ctx.add_bytes(n as u64);
+                    sink.commit(n);
                 }
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
                 Err(err) => {

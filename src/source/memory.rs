@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{copy_range, FetchContext, RangeSource};
+use super::{copy_range, FetchContext, PartSink, RangeSource};
 use crate::error::Result;
 
 /// An object held in memory; for tests, examples and data already loaded.
@@ -49,7 +49,16 @@ impl RangeSource for MemorySource {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
-        copy_range(&self.data, offset, buf, ctx, || self.location())
+        self.read_streaming(offset, &mut PartSink::new(buf), ctx)
+    }
+
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        copy_range(&self.data, offset, sink, ctx, || self.location())
     }
 
     fn location(&self) -> String {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::{copy_range, file::open_file, FetchContext, RangeSource};
+use super::{copy_range, file::open_file, FetchContext, PartSink, RangeSource};
 use crate::error::{Error, Result};
 
 /// A local file read through a memory map: no system call per block.
@@ -58,13 +58,17 @@ impl RangeSource for MmapSource {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
-        copy_range(
-            self.map.as_deref().unwrap_or_default(),
-            offset,
-            buf,
-            ctx,
-            || self.location(),
-        )
+        self.read_streaming(offset, &mut PartSink::new(buf), ctx)
+    }
+
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        let data = self.map.as_deref().unwrap_or_default();
+        copy_range(data, offset, sink, ctx, || self.location())
     }
 
     fn location(&self) -> String {

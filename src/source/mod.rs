@@ -15,6 +15,7 @@ pub(crate) mod http;
 mod memory;
 mod mmap;
 mod s3;
+mod sink;
 
 pub use file::FileSource;
 pub use gcs::{
@@ -28,6 +29,7 @@ pub use http::{
 pub use memory::MemorySource;
 pub use mmap::MmapSource;
 pub use s3::{S3Source, S3SourceBuilder, DEFAULT_REGION};
+pub use sink::PartSink;
 
 /// A random-access object: something with a length that can fill a buffer
 /// from any offset. [`PrefetchReader`](crate::PrefetchReader) calls it from
@@ -99,6 +101,35 @@ pub trait RangeSource: Debug + Send + Sync + 'static {
     /// [`Error::ObjectChanged`], …).
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()>;
 
+    /// Fills `sink` with the bytes from `offset` on, front to back,
+    /// committing them as they arrive: the reader uses each committed byte
+    /// at once, so the first bytes of a large part are read about one
+    /// round trip after its request, not when its last byte arrives. The
+    /// reader calls this, not [`read_at`](Self::read_at); a part whose
+    /// sink is not full when it returns `Ok` is [`Error::Truncated`].
+    ///
+    /// The default reads the rest of the part with one `read_at` and
+    /// commits it whole, so a source that implements only `read_at` works
+    /// as before; the crate's sources stream.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`read_at`](Self::read_at). Bytes committed before an
+    /// error are the object's: the reader may have used them.
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        let start = offset + sink.filled() as u64;
+        let rest = sink.unfilled();
+        let n = rest.len();
+        self.read_at(start, rest, ctx)?;
+        sink.commit(n);
+        Ok(())
+    }
+
     /// Tells the source how many `read_at` calls may run at once. Called
     /// once by each reader built over it; a source shared by several readers
     /// sizes its pool for the largest. Does nothing by default.
@@ -152,6 +183,14 @@ macro_rules! forward_range_source {
             fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
                 (**self).read_at(offset, buf, ctx)
             }
+            fn read_streaming(
+                &self,
+                offset: u64,
+                sink: &mut PartSink<'_>,
+                ctx: &FetchContext,
+            ) -> Result<()> {
+                (**self).read_streaming(offset, sink, ctx)
+            }
             fn set_concurrency(&self, concurrency: usize) {
                 (**self).set_concurrency(concurrency)
             }
@@ -173,27 +212,39 @@ macro_rules! forward_range_source {
 forward_range_source!(Box);
 forward_range_source!(Arc);
 
-/// Copies `data[offset..offset + buf.len()]` into `buf` for the sources that
-/// hold their bytes in memory; a range past the end is truncated.
+/// Bytes the local sources (file, memory) read and commit at a time: the
+/// reader gets a large part's first bytes without waiting for the rest, and
+/// cancellation is checked between chunks.
+pub(crate) const STREAM_CHUNK: usize = 1 << 20;
+
+/// Copies the part `data[offset..offset + sink.len()]` into `sink`, a chunk
+/// at a time, for the sources that hold their bytes in memory; a range past
+/// the end is truncated.
 pub(crate) fn copy_range(
     data: &[u8],
     offset: u64,
-    buf: &mut [u8],
+    sink: &mut PartSink<'_>,
     ctx: &FetchContext,
     location: impl FnOnce() -> String,
 ) -> Result<()> {
-    ctx.check_cancelled()?;
     let bytes = usize::try_from(offset)
         .ok()
-        .and_then(|start| data.get(start..start.checked_add(buf.len())?))
+        .and_then(|start| data.get(start..start.checked_add(sink.len())?))
         .ok_or_else(|| Error::Truncated {
             object: location(),
             offset,
-            expected: buf.len() as u64,
+            expected: sink.len() as u64,
             received: 0,
         })?;
-    buf.copy_from_slice(bytes);
-    ctx.add_bytes(buf.len() as u64);
+    while !sink.is_full() {
+        ctx.check_cancelled()?;
+        let from = &bytes[sink.filled()..];
+        let chunk = sink.unfilled();
+        let n = chunk.len().min(STREAM_CHUNK);
+        chunk[..n].copy_from_slice(&from[..n]);
+        ctx.add_bytes(n as u64);
+        sink.commit(n);
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use prefetch_reader::{FetchContext, RangeSource, Result};
+use prefetch_reader::{FetchContext, PartSink, RangeSource, Result};
 
 /// The bytes `start..start + len` of `inner`, at offsets `0..len`.
 pub(crate) struct Slice {
@@ -30,6 +30,15 @@ impl RangeSource for Slice {
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
         self.inner.read_at(self.start + offset, buf, ctx)
+    }
+
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        self.inner.read_streaming(self.start + offset, sink, ctx)
     }
 
     fn set_concurrency(&self, concurrency: usize) {

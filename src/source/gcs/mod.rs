@@ -20,7 +20,7 @@
 
 use std::fmt;
 
-use super::{FetchContext, HttpSource, RangeSource};
+use super::{FetchContext, HttpSource, PartSink, RangeSource};
 use crate::error::Result;
 
 mod builder;
@@ -184,6 +184,15 @@ impl RangeSource for GcsSource {
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
         self.http.read_at(offset, buf, ctx)
+    }
+
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        self.http.read_streaming(offset, sink, ctx)
     }
 
     fn set_concurrency(&self, concurrency: usize) {

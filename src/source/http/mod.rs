@@ -25,7 +25,7 @@
 //! precondition header.
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +35,7 @@ use ureq::http::header::{self, HeaderName, HeaderValue};
 use ureq::http::{Method, Response};
 use ureq::{Agent, Body};
 
-use super::{FetchContext, RangeSource};
+use super::{FetchContext, PartSink, RangeSource};
 use crate::error::{Error, Result};
 
 mod builder;
@@ -581,19 +581,18 @@ impl HttpSource {
         }
     }
 
-    /// One attempt at `offset..offset + buf.len()`, resuming after the
-    /// `filled` bytes earlier attempts delivered and advancing `filled` as
-    /// bytes arrive.
+    /// One attempt at the part `offset..offset + sink.len()`, resuming
+    /// after the bytes earlier attempts committed and committing each chunk
+    /// of the body as it arrives.
     fn fetch(
         &self,
         agent: &Agent,
         offset: u64,
-        buf: &mut [u8],
-        filled: &mut usize,
+        sink: &mut PartSink<'_>,
         ctx: &FetchContext,
     ) -> Result<(), Failure> {
-        let start = offset + *filled as u64;
-        let last = offset + buf.len() as u64 - 1;
+        let start = offset + sink.filled() as u64;
+        let last = offset + sink.len() as u64 - 1;
         let mut response = self.send(agent, Method::GET, Some((start, last)), true)?;
         let whole = match response.status().as_u16() {
             206 => {
@@ -611,23 +610,7 @@ impl HttpSource {
         if whole {
             self.skip_body(&mut body, &mut 0, start, &what, ctx)?;
         }
-        while *filled < buf.len() {
-            ctx.check_cancelled()?;
-            let chunk_end = buf.len().min(*filled + BODY_CHUNK);
-            match body.read(&mut buf[*filled..chunk_end]) {
-                Ok(0) => return Err(self.truncated(offset, buf.len(), *filled).into()),
-                Ok(n) => {
-                    *filled += n;
-                    ctx.add_bytes(n as u64);
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    return Err(self
-                        .body_error(err, &what, offset, buf.len(), *filled)
-                        .into());
-                }
-            }
-        }
+        self.read_body(&mut body, offset, sink, &what, ctx)?;
         if whole && last + 1 < self.len {
             // The rest of the object is not wanted: dropping the response
             // closes the connection.
@@ -821,25 +804,33 @@ impl RangeSource for HttpSource {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
-        if buf.is_empty() {
+        self.read_streaming(offset, &mut PartSink::new(buf), ctx)
+    }
+
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        if sink.is_full() {
             return Ok(());
         }
-        if offset.saturating_add(buf.len() as u64) > self.len {
-            return Err(self.truncated(offset, buf.len(), 0));
+        if offset.saturating_add(sink.len() as u64) > self.len {
+            return Err(self.truncated(offset, sink.len(), sink.filled()));
         }
         if let Some(stream) = &self.stream {
-            return self.read_streamed(stream, offset, buf, ctx);
+            return self.read_streamed(stream, offset, sink, ctx);
         }
         let agent = self.agent();
-        let mut filled = 0;
-        let result = self.with_retries(ctx, || self.fetch(&agent, offset, buf, &mut filled, ctx));
+        let result = self.with_retries(ctx, || self.fetch(&agent, offset, sink, ctx));
         match result {
             // Where the open was redirected (a presigned URL, say) may have
             // expired: ask the URL given again, once.
             Err(Error::NotFound { .. } | Error::PermissionDenied { .. })
                 if self.forget_resolved() =>
             {
-                self.with_retries(ctx, || self.fetch(&agent, offset, buf, &mut filled, ctx))
+                self.with_retries(ctx, || self.fetch(&agent, offset, sink, ctx))
             }
             other => other,
         }

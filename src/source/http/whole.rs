@@ -25,7 +25,7 @@ use ureq::{Agent, Body, BodyReader};
 
 use super::{header_str, parse_u64, ContentRange, Failure, HttpSource, BODY_CHUNK};
 use crate::error::{Error, Result};
-use crate::source::FetchContext;
+use crate::source::{FetchContext, PartSink};
 
 /// The one response of a server that ignores byte ranges, and how far the
 /// reads have got through the object.
@@ -135,7 +135,7 @@ impl HttpSource {
         &self,
         stream: &WholeStream,
         offset: u64,
-        buf: &mut [u8],
+        sink: &mut PartSink<'_>,
         ctx: &FetchContext,
     ) -> Result<()> {
         let mut state = stream.state.lock();
@@ -152,13 +152,12 @@ impl HttpSource {
             });
         }
         let agent = self.agent();
-        let mut filled = 0;
         if state.body.is_none() {
             // Retries count themselves.
             ctx.record_request();
         }
         self.with_retries(ctx, || {
-            let attempt = self.stream_into(&agent, &mut state, offset, buf, &mut filled, ctx);
+            let attempt = self.stream_into(&agent, &mut state, offset, sink, ctx);
             if attempt
                 .as_ref()
                 .is_err_and(|failure| !matches!(failure.error, Error::Cancelled))
@@ -171,14 +170,13 @@ impl HttpSource {
     }
 
     /// One attempt of [`read_streamed`](Self::read_streamed), resuming
-    /// after the `filled` bytes earlier attempts delivered.
+    /// after the bytes earlier attempts committed.
     fn stream_into(
         &self,
         agent: &Agent,
         state: &mut StreamState,
         offset: u64,
-        buf: &mut [u8],
-        filled: &mut usize,
+        sink: &mut PartSink<'_>,
         ctx: &FetchContext,
     ) -> Result<(), Failure> {
         let what = "GET";
@@ -195,27 +193,12 @@ impl HttpSource {
         let Some((body, at)) = state.body.as_mut() else {
             return Ok(());
         };
-        let start = offset + *filled as u64;
+        let start = offset + sink.filled() as u64;
         self.skip_body(body, at, start, what, ctx)?;
-        while *filled < buf.len() {
-            ctx.check_cancelled()?;
-            let chunk_end = buf.len().min(*filled + BODY_CHUNK);
-            match body.read(&mut buf[*filled..chunk_end]) {
-                Ok(0) => return Err(self.truncated(offset, buf.len(), *filled).into()),
-                Ok(n) => {
-                    *filled += n;
-                    *at += n as u64;
-                    state.at = *at;
-                    ctx.add_bytes(n as u64);
-                }
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    return Err(self
-                        .body_error(err, what, offset, buf.len(), *filled)
-                        .into())
-                }
-            }
-        }
+        let result = self.read_body(body, offset, sink, what, ctx);
+        *at = offset + sink.filled() as u64;
+        state.at = *at;
+        result?;
         if *at == self.len {
             let mut extra = [0; 1];
             let longer = matches!(body.read(&mut extra), Ok(n) if n > 0);
@@ -227,6 +210,37 @@ impl HttpSource {
                         self.len
                     ))
                     .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the bytes of `body` into `sink` as they arrive, for the part
+    /// at `offset`, until it is full.
+    pub(super) fn read_body(
+        &self,
+        body: &mut impl Read,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        what: &str,
+        ctx: &FetchContext,
+    ) -> Result<(), Failure> {
+        while !sink.is_full() {
+            ctx.check_cancelled()?;
+            let chunk = sink.unfilled();
+            let n = chunk.len().min(BODY_CHUNK);
+            match body.read(&mut chunk[..n]) {
+                Ok(0) => return Err(self.truncated(offset, sink.len(), sink.filled()).into()),
+                Ok(n) => {
+                    ctx.add_bytes(n as u64);
+                    sink.commit(n);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) => {
+                    return Err(self
+                        .body_error(err, what, offset, sink.len(), sink.filled())
+                        .into())
+                }
             }
         }
         Ok(())

@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use super::{FetchContext, HttpSource, RangeSource};
+use super::{FetchContext, HttpSource, PartSink, RangeSource};
 use crate::error::Result;
 
 mod builder;
@@ -146,6 +146,15 @@ impl RangeSource for S3Source {
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
         self.http.read_at(offset, buf, ctx)
+    }
+
+    fn read_streaming(
+        &self,
+        offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        self.http.read_streaming(offset, sink, ctx)
     }
 
     fn set_concurrency(&self, concurrency: usize) {
