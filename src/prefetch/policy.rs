@@ -14,7 +14,8 @@
 //!   round trip and random reads fetch what they read.
 //! - Read-ahead starts at the [`READAHEAD_AFTER_READS`]th read in a row
 //!   without a hard seek. Its parts start at `min_part_size` and double with
-//!   each completed part, towards the size the link asks for: a part costs a
+//!   each completed part (under [`Advice::Sequential`], at once), towards
+//!   the size the link asks for: a part costs a
 //!   round trip before its first byte, so a connection is busy
 //!   `(s/bw) / (rtt + s/bw)` of the time; [`PART_ROUND_TRIPS`] round trips'
 //!   worth of bytes keeps it 97 % busy. The running average of read sizes is
@@ -23,7 +24,8 @@
 //!   connection plus the block being read, so a larger `max_prefetch` buys
 //!   larger parts (and busier connections), and the window never ends in a
 //!   sliver of a part that would pay a round trip for little.
-//! - Near the end of the object parts shrink to share what is left among
+//! - Near the end of the object parts shrink to share what is left to
+//!   transfer (not yet requested, or requested and not yet arrived) among
 //!   the connections, so they finish together rather than one long part
 //!   finishing alone.
 //! - The window ahead is `concurrency + 1` parts: one per connection, and
@@ -277,6 +279,8 @@ pub(crate) struct Policy {
     reader: ReaderState,
     /// End of everything requested this epoch.
     frontier: u64,
+    /// Bytes requested this epoch that have not arrived yet.
+    unarrived: u64,
     /// The read-ahead part size before the link's limit: doubles per
     /// completed read-ahead part.
     ramp: u64,
@@ -295,6 +299,7 @@ impl Policy {
             object_len,
             reader: ReaderState::default(),
             frontier: 0,
+            unarrived: 0,
             ramp: limits.min_part,
             link: LinkEstimate::default(),
         }
@@ -305,6 +310,7 @@ impl Policy {
     pub(crate) fn restart(&mut self, reader: ReaderState) {
         self.reader = reader;
         self.frontier = reader.pos.min(self.object_len);
+        self.unarrived = 0;
         self.ramp = self.min_part;
     }
 
@@ -319,6 +325,12 @@ impl Policy {
         if request.readahead {
             self.ramp = self.ramp.saturating_mul(2).min(self.max_part);
         }
+    }
+
+    /// How many bytes requested this epoch have not arrived yet, as the
+    /// producer last counted.
+    pub(crate) fn set_unarrived(&mut self, bytes: u64) {
+        self.unarrived = bytes;
     }
 
     /// End of everything requested this epoch.
@@ -351,13 +363,23 @@ impl Policy {
         let cap = self.part_cap();
         let floor = self.reader.io_size.clamp(self.min_part, cap);
         let target = self.link.part_size().unwrap_or(cap);
-        self.ramp.min(target).clamp(floor, cap)
+        // A reader that reads the whole object gets full parts at once:
+        // it reads a part's first bytes one round trip after the request,
+        // whatever the part's size, and never stops early.
+        let ramp = match self.reader.advice {
+            Advice::Sequential => u64::MAX,
+            Advice::Normal | Advice::Random => self.ramp,
+        };
+        ramp.min(target).clamp(floor, cap)
     }
 
     /// The size of the next read-ahead part: the steady size, or near the
-    /// end of the object a share of what is left per connection.
+    /// end of the object a share per connection of what is left to
+    /// transfer (not yet requested, or requested and not yet arrived), so
+    /// the connections finish together.
     fn readahead_part(&self) -> u64 {
-        let share = (self.object_len - self.frontier).div_ceil(self.concurrency as u64);
+        let left = (self.object_len - self.frontier).saturating_add(self.unarrived);
+        let share = left.div_ceil(self.concurrency as u64);
         let part = self.steady_part().min(share.max(self.min_part));
         match self.reader.advice {
             // The window is the run: parts a share of it, so it holds one
@@ -454,6 +476,7 @@ impl Policy {
     pub(crate) fn issued(&mut self, request: Request) {
         debug_assert_eq!(request.offset, self.frontier);
         self.frontier += request.len;
+        self.unarrived = self.unarrived.saturating_add(request.len);
     }
 }
 
@@ -728,7 +751,30 @@ mod tests {
     }
 
     #[test]
-    fn parts_shrink_near_the_end_to_share_the_rest_among_connections() {
+    fn a_sequential_reader_gets_full_parts_from_the_start_and_a_normal_one_ramps() {
+        let len = 1 << 30;
+        let full = policy(len).part_cap();
+        let first_parts = |advice| {
+            let mut p = policy(len);
+            p.restart(ReaderState {
+                advice,
+                ..state(0, 64 * KIB, 3, 64 * KIB)
+            });
+            let mut sizes = Vec::new();
+            while let Some(request) = p.next_request(0, 0) {
+                p.issued(request);
+                sizes.push(request.len);
+            }
+            sizes
+        };
+        let sequential = first_parts(Advice::Sequential);
+        assert!(sequential.iter().all(|&len| len == full), "{sequential:?}");
+        let normal = first_parts(Advice::Normal);
+        assert!(normal.iter().all(|&len| len == MIB), "{normal:?}");
+    }
+
+    #[test]
+    fn parts_near_the_end_share_what_is_left_to_transfer_so_connections_finish_together() {
         let len = 40 * MIB;
         let mut p = policy(len);
         p.restart(state(0, MIB, 3, MIB));
@@ -738,14 +784,23 @@ mod tests {
             p.issued(request);
             trace.push(request);
         }
-        // 40 MiB over 16 connections: no part may take more than its share
-        // of what was left when it was issued.
-        let mut left = len;
-        for request in &trace {
-            assert!(request.len <= left.div_ceil(16).max(MIB), "{trace:?}");
-            left -= request.len;
-        }
-        assert_eq!(trace.iter().map(|r| r.len).sum::<u64>(), len);
+        // Issued together, nothing arrived yet: 40 MiB in equal shares over
+        // the 16 connections, not a large part first and slivers after.
+        assert_eq!(trace.len(), 16, "{trace:?}");
+        assert!(trace.iter().all(|r| r.len == len / 16), "{trace:?}");
+
+        // Once what is in flight has arrived, what is left is shared anew.
+        let mut p = policy(len);
+        p.restart(state(0, MIB, 3, MIB));
+        p.ramp = 16 * MIB;
+        let first = p.next_request(0, 0).expect("a part");
+        p.issued(first);
+        p.set_unarrived(0);
+        let next = p.next_request(0, 0).expect("a part");
+        assert_eq!(next.len, (len - first.len).div_ceil(16));
+        // While it is still on its way, it counts as left to transfer.
+        p.set_unarrived(first.len);
+        assert_eq!(p.next_request(0, 0).expect("a part").len, len / 16);
     }
 
     fn view(target: u64) -> SeekView {

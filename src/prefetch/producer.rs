@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -84,6 +84,9 @@ struct Scheduler<S> {
     shared: Producer<S>,
     epoch: Option<Epoch>,
     in_flight: usize,
+    /// The current epoch's requests in flight and their parts, to count
+    /// the bytes still to arrive (a part the reader dropped counts none).
+    flying: Vec<(Request, Weak<Part>)>,
     /// Blocks issued but not yet in the channel (it was full). The producer
     /// never blocks on the reader: it must keep answering events.
     outbox: VecDeque<Block>,
@@ -100,6 +103,7 @@ impl<S: RangeSource> Producer<S> {
             shared: self,
             epoch: None,
             in_flight: 0,
+            flying: Vec::new(),
             outbox: VecDeque::new(),
             next_ticket: 0,
             #[cfg(feature = "testing")]
@@ -145,6 +149,7 @@ impl<S: RangeSource> Scheduler<S> {
                 cancel,
             } => {
                 self.abandon_outbox();
+                self.flying.clear();
                 self.epoch = Some(Epoch {
                     number: epoch,
                     cancel,
@@ -165,6 +170,10 @@ impl<S: RangeSource> Scheduler<S> {
                 ok,
             } => {
                 self.in_flight -= 1;
+                if self.is_current(epoch) {
+                    self.flying
+                        .retain(|(flying, _)| flying.offset != request.offset);
+                }
                 if let (true, true, Some(ttfb)) = (ok, self.is_current(epoch), ttfb) {
                     self.shared.policy.completed(request, ttfb, total);
                 }
@@ -213,6 +222,15 @@ impl<S: RangeSource> Scheduler<S> {
             return;
         }
         let (number, cancel) = (epoch.number, epoch.cancel.clone());
+        let unarrived = self
+            .flying
+            .iter()
+            .filter_map(|(request, part)| {
+                let arrived = part.upgrade()?.bytes().len() as u64;
+                Some(request.len.saturating_sub(arrived))
+            })
+            .sum();
+        self.shared.policy.set_unarrived(unarrived);
         loop {
             // Spare buffers are reused, or freed when room is needed.
             let allocated = self.shared.counters.allocated_for_blocks();
@@ -240,6 +258,7 @@ impl<S: RangeSource> Scheduler<S> {
             self.shared.spares.clone(),
             counters.clone(),
         );
+        self.flying.push((request, Arc::downgrade(&part)));
         let source = self.shared.source.clone();
         let events = self.shared.events_tx.clone();
         let cancel = cancel.clone();
