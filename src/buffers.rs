@@ -118,7 +118,9 @@ impl Buffers {
         let Some(current) = self.current.take() else {
             return;
         };
-        if current.end() == pos {
+        // Only a block whose every byte arrived and was passed: a seek to
+        // the end of one still arriving leaves nothing whole to keep.
+        if current.end() == pos && current.arrived_end() == pos {
             self.retire(current);
         } else {
             self.clear();
@@ -172,6 +174,7 @@ impl Buffers {
             // large window behind costs memory only once it is filled.
             self.behind_charge = Some(Charge::behind(keep as u64, self.counters.clone()));
         }
+        // The bytes that arrived, ending where they end.
         let bytes = current.data.bytes();
         if bytes.len() >= keep {
             self.behind.clear();
@@ -181,6 +184,6 @@ impl Buffers {
             self.behind.drain(..excess);
             self.behind.extend_from_slice(bytes);
         }
-        self.behind_end = current.end();
+        self.behind_end = current.arrived_end();
     }
 }

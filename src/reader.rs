@@ -623,6 +623,7 @@ impl<S: RangeSource> BufRead for PrefetchReader<S> {
         } else {
             // A seek not yet reconciled: move only the caller's position,
             // so the next read still sees (and classifies) the seek.
+            self.buffers.delivered(self.pos, n);
             self.pos += n as u64;
             Counters::add(&self.counters.bytes_delivered, n as u64);
         }

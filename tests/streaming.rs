@@ -220,3 +220,89 @@ fn a_source_with_only_read_at_reads_whole_parts() {
         assert!(buf[..] == data[12_345..12_445]);
     });
 }
+
+#[test]
+fn a_seek_to_the_end_of_a_part_still_arriving_keeps_no_stale_window_behind() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = Gated::new(1 << 20, 1000);
+        let mut reader = PrefetchReader::builder()
+            .first_request_size(16 * 1024)
+            .window_behind(1 << 20)
+            .build(source.clone())
+            .expect("reader");
+        let data = pattern(1 << 20);
+        let mut buf = [0; 10];
+        reader.read_exact(&mut buf).expect("read");
+        // To exactly the end of the first part, of which 1000 bytes came.
+        reader.seek(SeekFrom::Start(16 * 1024)).expect("seek");
+        reader.read_exact(&mut buf).expect("read");
+        assert!(buf[..] == data[16 * 1024..16 * 1024 + 10]);
+        // Back into where a window behind would be.
+        reader.seek(SeekFrom::Start(16_000)).expect("seek");
+        reader.read_exact(&mut buf).expect("read");
+        assert!(buf[..] == data[16_000..16_010], "stale bytes behind");
+        source.open_gate();
+    });
+}
+
+/// A source that puts a sink of its own in place of the engine's.
+#[derive(Debug)]
+struct SwapsSink;
+
+impl RangeSource for SwapsSink {
+    fn len(&self) -> u64 {
+        1000
+    }
+
+    fn read_at(&self, _: u64, buf: &mut [u8], _: &FetchContext) -> Result<()> {
+        buf.fill(0);
+        Ok(())
+    }
+
+    fn read_streaming(&self, _: u64, sink: &mut PartSink<'_>, _: &FetchContext) -> Result<()> {
+        *sink = PartSink::new(&mut []);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_source_that_replaces_its_sink_gets_truncated_not_a_hang() {
+    watchdog(WATCHDOG_SECS, || {
+        let mut reader = PrefetchReader::new(SwapsSink).expect("reader");
+        let err = crate_error(reader.read(&mut [0; 10]).expect_err("nothing committed"));
+        assert!(
+            matches!(err, Error::Truncated { received: 0, .. }),
+            "{err:?}"
+        );
+    });
+}
+
+/// A source whose `supports_ranges` panics after the reader started.
+#[derive(Debug, Default)]
+struct PanicsLater(std::sync::atomic::AtomicUsize);
+
+impl RangeSource for PanicsLater {
+    fn len(&self) -> u64 {
+        1000
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8], _: &FetchContext) -> Result<()> {
+        fill_pattern(offset, buf);
+        Ok(())
+    }
+
+    fn supports_ranges(&self) -> bool {
+        let calls = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        assert!(calls == 0, "a source panicking in supports_ranges");
+        true
+    }
+}
+
+#[test]
+fn a_source_panicking_outside_its_read_fails_the_part_instead_of_hanging() {
+    watchdog(WATCHDOG_SECS, || {
+        let mut reader = PrefetchReader::new(PanicsLater::default()).expect("reader");
+        let err = crate_error(reader.read(&mut [0; 10]).expect_err("panicked"));
+        assert!(matches!(err, Error::Terminated(_)), "{err:?}");
+    });
+}

@@ -248,7 +248,14 @@ impl Part {
                 return Waited::Ready;
             }
             match &mut *state {
-                PartState::Done => return Waited::Ready,
+                // Done means every byte was committed; a part that says so
+                // with fewer is a failure, not a wait without end.
+                PartState::Done if self.filled.load(Acquire) >= self.len => return Waited::Ready,
+                PartState::Done => {
+                    return Waited::Failed(Error::Terminated(
+                        "a part ended before its last byte".to_owned(),
+                    ))
+                }
                 PartState::Failed(err) => {
                     let err = err
                         .take()
@@ -292,15 +299,29 @@ impl Drop for Part {
     }
 }
 
-/// The one handle that writes a [`Part`]: its fetch job's.
+/// The one handle that writes a [`Part`]: its fetch job's. Dropped before
+/// it filled the part (a panic on the way), it fails the part, so no
+/// reader waits for bytes that will never come.
 pub(crate) struct PartWriter {
     part: Arc<Part>,
 }
 
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        let mut state = self.part.state.lock();
+        if matches!(*state, PartState::Filling) {
+            *state = PartState::Failed(Some(Error::Terminated(
+                "the fetch job ended before its part was filled".to_owned(),
+            )));
+            self.part.changed.notify_all();
+        }
+    }
+}
+
 impl PartWriter {
     /// Runs `fill` on a sink over the part's buffer, then marks the part
-    /// complete or failed: a sink left short of the part's length is
-    /// `truncated()`. Returns whether it succeeded.
+    /// complete or failed: a part left short of its length (whatever
+    /// became of the sink) is `truncated()`. Returns whether it succeeded.
     pub(crate) fn fill(
         self,
         fill: impl FnOnce(&mut PartSink<'_>) -> Result<()>,
@@ -317,10 +338,13 @@ impl PartWriter {
         // readers read only the bytes the sink committed.
         let mut sink = unsafe { PartSink::from_raw(part.start, part.len, &publish) };
         let result = fill(&mut sink).and_then(|()| {
-            if sink.is_full() {
+            // The part's own count: a source may have put another sink in
+            // this one's place.
+            let filled = part.filled.load(Acquire);
+            if filled == part.len {
                 Ok(())
             } else {
-                Err(truncated(sink.filled()))
+                Err(truncated(filled))
             }
         });
         let ok = result.is_ok();

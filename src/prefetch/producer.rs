@@ -360,11 +360,11 @@ fn fetch<S: RangeSource>(
     let ok = writer.fill(
         |sink| {
             ctx.check_cancelled()?;
-            // A source reading one stream counts the requests it sends.
-            if source.supports_ranges() {
-                Counters::add(&counters.requests, 1);
-            }
             let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                // A source reading one stream counts the requests it sends.
+                if source.supports_ranges() {
+                    Counters::add(&counters.requests, 1);
+                }
                 source.read_streaming(request.offset, sink, ctx)
             }))
             .unwrap_or_else(|_| {

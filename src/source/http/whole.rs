@@ -140,16 +140,7 @@ impl HttpSource {
     ) -> Result<()> {
         let mut state = stream.state.lock();
         if offset < state.at {
-            return Err(Error::RangeNotSupported {
-                object: self.location.clone(),
-                detail: format!(
-                    "the server ignores byte ranges (it answers with the whole object), so the \
-                     object is read as one stream front to back: byte {offset} is behind it \
-                     (at byte {}), and a seek back past the window behind the reader cannot be \
-                     served",
-                    state.at
-                ),
-            });
+            return Err(self.behind_the_stream(offset, state.at));
         }
         let agent = self.agent();
         if state.body.is_none() {
@@ -194,7 +185,14 @@ impl HttpSource {
             return Ok(());
         };
         let start = offset + sink.filled() as u64;
-        self.skip_body(body, at, start, what, ctx)?;
+        let skipped = self.skip_body(body, at, start, what, ctx);
+        // However far a skip got (a cancel stops it midway), the stream is
+        // past it: a later read before there must fail, not skip nothing.
+        state.at = state.at.max(*at);
+        skipped?;
+        if *at != start {
+            return Err(self.behind_the_stream(start, *at).into());
+        }
         let result = self.read_body(body, offset, sink, what, ctx);
         *at = offset + sink.filled() as u64;
         state.at = *at;
@@ -213,6 +211,18 @@ impl HttpSource {
             }
         }
         Ok(())
+    }
+
+    /// The error for a read at `offset` of a stream that is at `at`.
+    fn behind_the_stream(&self, offset: u64, at: u64) -> Error {
+        Error::RangeNotSupported {
+            object: self.location.clone(),
+            detail: format!(
+                "the server ignores byte ranges (it answers with the whole object), so the \
+                 object is read as one stream front to back: byte {offset} is behind it (at \
+                 byte {at}), and a seek back past the window behind the reader cannot be served"
+            ),
+        }
     }
 
     /// Commits the bytes of `body` into `sink` as they arrive, for the part
