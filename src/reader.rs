@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -13,7 +14,8 @@ use parking_lot::Mutex;
 use crate::buffers::Buffers;
 use crate::config::{Config, ReaderBuilder};
 use crate::error::{Error, Result};
-use crate::prefetch::block::{Block, BlockData, Waited};
+use crate::prefetch::block::{Block, BlockData, HintedPart, Waited};
+use crate::prefetch::hints::Hints;
 use crate::prefetch::io_pool::IoPool;
 use crate::prefetch::policy::{
     classify_seek, reports_every_read, Advice, Policy, ReadSizes, ReaderState, SeekKind, SeekView,
@@ -73,6 +75,8 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     buf_pos: u64,
     /// The block being read and the window behind it.
     buffers: Buffers,
+    /// The ranges the caller said it will read, and their parts.
+    hints: Hints,
     /// The epoch (span between hard seeks) and its state.
     epoch: u64,
     /// Whether this epoch's first request was asked for.
@@ -99,6 +103,7 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
 struct ProducerLink {
     events: Sender<Event>,
     blocks: Receiver<Block>,
+    hinted: Receiver<HintedPart>,
     thread: JoinHandle<()>,
 }
 
@@ -145,6 +150,8 @@ impl<S: RangeSource> PrefetchReader<S> {
         // Room for every request in flight plus as many again queued; the
         // producer keeps any more in its outbox rather than block.
         let (blocks_tx, blocks) = crossbeam_channel::bounded(2 * config.concurrency);
+        // Hinted parts are few (the plan fits in the budget).
+        let (hinted_tx, hinted) = crossbeam_channel::unbounded();
         let producer = Producer {
             spares: Arc::default(),
             source: source.clone(),
@@ -153,6 +160,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             events_tx: events_tx.clone(),
             events,
             blocks: blocks_tx,
+            hinted: hinted_tx,
             frontier: frontier.clone(),
             policy: Policy::new(config.limits().for_source(supports_ranges), len),
         };
@@ -170,6 +178,7 @@ impl<S: RangeSource> PrefetchReader<S> {
                 usize::try_from(config.window_behind).unwrap_or(usize::MAX),
                 counters.clone(),
             ),
+            hints: Hints::default(),
             epoch: 0,
             started: false,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -185,6 +194,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             link: Some(ProducerLink {
                 events: events_tx,
                 blocks,
+                hinted,
                 thread,
             }),
         })
@@ -230,6 +240,49 @@ impl<S: RangeSource> PrefetchReader<S> {
                 reader: self.reader_state(1),
             });
         }
+    }
+
+    /// Says the caller will read these ranges soon, in any order (a
+    /// parquet reader's column chunks, an archive's members): the reader
+    /// fetches exactly them, in parallel parts, and reads inside them are
+    /// served from memory, with no read-ahead of their own. Ranges are
+    /// clipped to the object, and merged where the gap between them costs
+    /// less than a round trip (the link's round trip × bandwidth once
+    /// measured, 1 MiB before); no more of them is fetched than the budget
+    /// (`max_prefetch`) holds beside one demand read, and reads fetch the
+    /// rest as usual. A part leaves when read to its end; the next call
+    /// replaces the hints not yet read (their unread bytes count as
+    /// wasted).
+    ///
+    /// ```
+    /// use prefetch_reader::{MemorySource, PrefetchReader};
+    /// use std::io::{Read, Seek, SeekFrom};
+    ///
+    /// let mut reader = PrefetchReader::new(MemorySource::new(vec![5; 1 << 20]))?;
+    /// reader.will_need(&[1000..2000, 500_000..600_000])?;
+    /// reader.seek(SeekFrom::Start(500_000))?;
+    /// let mut chunk = vec![0; 100_000];
+    /// reader.read_exact(&mut chunk)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] after close; [`Error::Terminated`] if the producer
+    /// thread ended.
+    pub fn will_need(&mut self, ranges: &[Range<u64>]) -> Result<()> {
+        let generation = self.hints.generation() + 1;
+        let (plan_tx, plan_rx) = crossbeam_channel::bounded(1);
+        self.send(Event::WillNeed {
+            generation,
+            ranges: ranges.to_vec(),
+            plan: plan_tx,
+        })?;
+        let plan = plan_rx
+            .recv()
+            .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))?;
+        self.hints.replace(generation, &plan);
+        Ok(())
     }
 
     /// What the reader has done so far.
@@ -316,7 +369,9 @@ impl<S: RangeSource> PrefetchReader<S> {
         let _ = link.events.send(Event::Shutdown);
         // Frees the window behind's buffer, not just its bytes.
         self.buffers.free();
+        self.hints.clear();
         link.drain_blocks();
+        drop(link.hinted);
         drop(link.blocks);
         link.thread
             .join()
@@ -390,8 +445,15 @@ impl<S: RangeSource> PrefetchReader<S> {
             next_offset: self.next_offset,
             requested_end: (frontier.epoch == self.epoch).then_some(frontier.end),
         };
+        let hinted = self.hints.covering(self.pos).is_some();
         match classify_seek(view) {
             SeekKind::Soft => Counters::add(&self.counters.soft_seeks, 1),
+            // Served from a hint: no request of its own, though the
+            // epoch's read-ahead is left behind.
+            SeekKind::Hard if hinted => {
+                Counters::add(&self.counters.soft_seeks, 1);
+                self.new_epoch();
+            }
             SeekKind::Hard => {
                 Counters::add(&self.counters.hard_seeks, 1);
                 self.new_epoch();
@@ -435,6 +497,8 @@ impl<S: RangeSource> PrefetchReader<S> {
             }
             if self.buffers.in_current(self.pos) {
                 self.wait_for_current()?;
+            } else if let Some((offset, issued)) = self.hints.covering(self.pos) {
+                self.take_hint(offset, issued)?;
             } else {
                 self.advance(want)?;
             }
@@ -484,6 +548,33 @@ impl<S: RangeSource> PrefetchReader<S> {
             self.buffers
                 .set_current(block.offset, BlockData::new(block.part));
             return Ok(());
+        }
+    }
+
+    /// Makes the hinted part at `offset` the block being read; one not
+    /// `issued` yet is waited for.
+    fn take_hint(&mut self, offset: u64, issued: bool) -> Result<()> {
+        if !issued && self.started {
+            // The epoch's read-ahead may hold the memory the hint needs.
+            self.new_epoch();
+        }
+        let started = Instant::now();
+        let link = self.link.as_ref().ok_or(Error::Closed)?;
+        loop {
+            for hinted in link.hinted.try_iter() {
+                self.hints.receive(hinted);
+            }
+            if let Some(part) = self.hints.take(offset) {
+                self.add_wait(started);
+                self.buffers.finish_current(self.pos);
+                self.buffers.set_current(offset, BlockData::new(part));
+                return Ok(());
+            }
+            let hinted = link
+                .hinted
+                .recv()
+                .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))?;
+            self.hints.receive(hinted);
         }
     }
 

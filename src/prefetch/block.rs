@@ -443,6 +443,14 @@ impl Block {
     }
 }
 
+/// A part the caller hinted at, as the reader receives it: which call's
+/// hints it belongs to, where it starts, and the part its job fills.
+pub(crate) struct HintedPart {
+    pub(crate) generation: u64,
+    pub(crate) offset: u64,
+    pub(crate) part: Arc<Part>,
+}
+
 impl fmt::Debug for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Block")

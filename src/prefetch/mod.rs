@@ -49,6 +49,7 @@
 //! readers.
 
 pub(crate) mod block;
+pub(crate) mod hints;
 pub(crate) mod io_pool;
 pub(crate) mod part_buffer;
 pub(crate) mod policy;

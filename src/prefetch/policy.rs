@@ -32,6 +32,7 @@
 //!   the block the reader is in.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::time::Duration;
 
 /// Read-ahead starts at this many reads in a row without a hard seek.
@@ -142,6 +143,11 @@ const READ_SIZE_HISTORY: usize = 10;
 /// busy 32/33 = 97 % of the time (memory permitting: see `part_cap`).
 const PART_ROUND_TRIPS: f64 = 32.0;
 
+/// Gaps between hinted ranges narrower than this are fetched with them
+/// until the link is measured (then: its round trip × bandwidth): 1 MiB,
+/// as Arrow's `ReadRangeCache` and parquet's default coalescing.
+pub(crate) const DEFAULT_HINT_GAP: u64 = 1 << 20;
+
 /// Weight of a new sample in the link estimates: recent parts matter most,
 /// one slow part does not swing the size.
 const LINK_SAMPLE_WEIGHT: f64 = 0.25;
@@ -205,6 +211,13 @@ impl LinkEstimate {
             self.bytes_per_sec =
                 Self::blend(self.bytes_per_sec, bytes as f64 / transfer.as_secs_f64());
         }
+    }
+
+    /// The bytes one connection carries in a round trip, once both are
+    /// known: a gap narrower than this costs less to fetch than a request.
+    pub(crate) fn round_trip_bytes(&self) -> Option<u64> {
+        let bytes = self.rtt_secs? * self.bytes_per_sec?;
+        Some(bytes.min(u64::MAX as f64) as u64)
     }
 
     /// The part size that keeps a connection 95 % busy, once both the round
@@ -336,6 +349,11 @@ impl Policy {
     /// End of everything requested this epoch.
     pub(crate) fn frontier(&self) -> u64 {
         self.frontier
+    }
+
+    /// Most requests in flight.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     /// Most bytes that may be allocated for blocks at once: the budget
@@ -470,6 +488,52 @@ impl Policy {
             len,
             readahead,
         })
+    }
+
+    /// The requests that fetch the caller's hinted `ranges`: clipped to
+    /// the object, sorted, merged where they overlap or the gap between
+    /// them costs less than a round trip (the link's round trip ×
+    /// bandwidth, [`DEFAULT_HINT_GAP`] until measured), split into parts
+    /// of at most the read-ahead part size so they run in parallel, and no
+    /// more in all than the budget holds beside one demand block (reads
+    /// fetch the rest).
+    pub(crate) fn plan_hints(&self, ranges: &[Range<u64>]) -> Vec<Request> {
+        let mut clipped: Vec<(u64, u64)> = ranges
+            .iter()
+            .map(|r| (r.start.min(self.object_len), r.end.min(self.object_len)))
+            .filter(|(start, end)| start < end)
+            .collect();
+        clipped.sort_unstable();
+        let gap = self.link.round_trip_bytes().unwrap_or(DEFAULT_HINT_GAP);
+        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(clipped.len());
+        for (start, end) in clipped {
+            match merged.last_mut() {
+                Some(last) if start <= last.1.saturating_add(gap) => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
+            }
+        }
+        let part = self.part_cap();
+        let mut room = self.memory_limit().saturating_sub(self.largest_block());
+        let mut plan = Vec::new();
+        for (start, end) in merged {
+            let parts = (end - start).div_ceil(part);
+            let each = (end - start).div_ceil(parts);
+            let mut offset = start;
+            while offset < end {
+                let len = each.min(end - offset);
+                if len > room {
+                    return plan;
+                }
+                room -= len;
+                plan.push(Request {
+                    offset,
+                    len,
+                    readahead: false,
+                });
+                offset += len;
+            }
+        }
+        plan
     }
 
     /// The producer made `request`.
@@ -748,6 +812,39 @@ mod tests {
             pos += 5 * MIB;
             p.progress(state(pos, MIB, 10, MIB));
         }
+    }
+
+    #[test]
+    fn hints_are_clipped_merged_across_small_gaps_and_split_into_parts() {
+        let p = policy(100 * MIB);
+        let plan = p.plan_hints(&[
+            90 * MIB..200 * MIB,
+            10 * MIB..10 * MIB + 100,
+            5..5,
+            10 * MIB + 600 * KIB..11 * MIB,
+            0..4 * KIB,
+        ]);
+        let spans: Vec<_> = plan.iter().map(|r| (r.offset, r.offset + r.len)).collect();
+        // 0..4K alone; the two near 10 MiB in one request (the gap is under
+        // a round trip's worth); 90..100 MiB (clipped) in one part.
+        assert_eq!(
+            spans,
+            [(0, 4 * KIB), (10 * MIB, 11 * MIB), (90 * MIB, 100 * MIB)]
+        );
+        assert!(plan.iter().all(|r| !r.readahead));
+
+        // A range larger than a part is split into equal parts that run at
+        // once; no more than the budget holds beside a demand block.
+        let p = policy(1 << 30);
+        let whole = 0..1 << 30;
+        let plan = p.plan_hints(std::slice::from_ref(&whole));
+        assert!(plan.iter().all(|r| r.len <= p.part_cap()), "{plan:?}");
+        let total: u64 = plan.iter().map(|r| r.len).sum();
+        assert!(total <= p.memory_limit() - p.largest_block());
+        assert!(total + p.part_cap() > p.memory_limit() - p.largest_block());
+        assert!(plan
+            .windows(2)
+            .all(|w| w[0].offset + w[0].len == w[1].offset));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! ticket order.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Weak};
@@ -11,7 +12,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
-use super::block::{Block, Charge, Part, PartWriter, Spares};
+use super::block::{Block, Charge, HintedPart, Part, PartWriter, Spares};
 use super::io_pool::IoPool;
 use super::part_buffer::PartBuffer;
 use super::policy::{Policy, ReaderState, Request};
@@ -33,11 +34,18 @@ pub(crate) enum Event {
     },
     /// The reader moved on, or needs more.
     Progress { epoch: u64, reader: ReaderState },
+    /// The caller will read these ranges: plan their requests (replacing
+    /// the hints of earlier calls), answer with the plan, and fetch it.
+    WillNeed {
+        generation: u64,
+        ranges: Vec<Range<u64>>,
+        plan: Sender<Vec<Request>>,
+    },
     /// The reader took a block: the channel has room.
     Taken,
-    /// A fetch job ended.
+    /// A fetch job ended: of this epoch, or (`None`) of a hint.
     Done {
-        epoch: u64,
+        epoch: Option<u64>,
         request: Request,
         ttfb: Option<Duration>,
         total: Duration,
@@ -74,6 +82,8 @@ pub(crate) struct Producer<S> {
     pub(crate) events_tx: Sender<Event>,
     pub(crate) events: Receiver<Event>,
     pub(crate) blocks: Sender<Block>,
+    /// Hinted parts, to the reader as they are issued.
+    pub(crate) hinted: Sender<HintedPart>,
     pub(crate) frontier: Arc<Mutex<Frontier>>,
     pub(crate) spares: Arc<Spares>,
     pub(crate) policy: Policy,
@@ -91,6 +101,11 @@ struct Scheduler<S> {
     /// never blocks on the reader: it must keep answering events.
     outbox: VecDeque<Block>,
     next_ticket: u64,
+    /// The current hints' requests not yet made, their generation and
+    /// cancel flag.
+    hints: VecDeque<Request>,
+    hint_generation: u64,
+    hint_cancel: Arc<AtomicBool>,
     /// Who waits for the producer to fall quiet.
     #[cfg(feature = "testing")]
     quiet_waiters: Vec<Sender<()>>,
@@ -104,6 +119,9 @@ impl<S: RangeSource> Producer<S> {
             epoch: None,
             in_flight: 0,
             flying: Vec::new(),
+            hints: VecDeque::new(),
+            hint_generation: 0,
+            hint_cancel: Arc::new(AtomicBool::new(false)),
             outbox: VecDeque::new(),
             next_ticket: 0,
             #[cfg(feature = "testing")]
@@ -170,13 +188,29 @@ impl<S: RangeSource> Scheduler<S> {
                 ok,
             } => {
                 self.in_flight -= 1;
-                if self.is_current(epoch) {
+                let current = epoch.is_some_and(|epoch| self.is_current(epoch));
+                if current {
                     self.flying
                         .retain(|(flying, _)| flying.offset != request.offset);
                 }
-                if let (true, true, Some(ttfb)) = (ok, self.is_current(epoch), ttfb) {
+                // Hinted parts teach the link estimate too.
+                if let (true, true, Some(ttfb)) = (ok, current || epoch.is_none(), ttfb) {
                     self.shared.policy.completed(request, ttfb, total);
                 }
+            }
+            Event::WillNeed {
+                generation,
+                ranges,
+                plan,
+            } => {
+                // Hints of earlier calls still on their way are abandoned;
+                // the parts the reader holds stay its own.
+                self.hint_cancel.store(true, Relaxed);
+                self.hint_cancel = Arc::new(AtomicBool::new(false));
+                self.hint_generation = generation;
+                let requests = self.shared.policy.plan_hints(&ranges);
+                self.hints = requests.iter().copied().collect();
+                let _ = plan.send(requests);
             }
             Event::Taken | Event::Freed => {}
             Event::Shutdown => return false,
@@ -212,8 +246,10 @@ impl<S: RangeSource> Scheduler<S> {
         }
     }
 
-    /// Starts every request the policy allows now.
+    /// Starts every request the policy allows now: hinted ones first
+    /// (the caller said it needs them), then the epoch's.
     fn schedule(&mut self) {
+        self.schedule_hints();
         let Some(epoch) = &self.epoch else { return };
         if epoch.cancel.load(Relaxed) {
             // A hard seek or close abandoned this epoch; the reader's
@@ -246,10 +282,53 @@ impl<S: RangeSource> Scheduler<S> {
         self.publish_frontier();
     }
 
+    /// Starts the hinted requests that fit now: within the concurrency
+    /// and the memory limit, in the order planned.
+    fn schedule_hints(&mut self) {
+        while let Some(&request) = self.hints.front() {
+            let allocated = self.shared.counters.allocated_for_blocks();
+            let allocated = allocated.saturating_sub(self.shared.spares.charged());
+            let fits = allocated.saturating_add(request.len) <= self.shared.policy.memory_limit();
+            if self.in_flight >= self.shared.policy.concurrency() || !fits {
+                return;
+            }
+            self.hints.pop_front();
+            self.in_flight += 1;
+            let cancel = self.hint_cancel.clone();
+            let part = self.start_job(None, &cancel, request);
+            let hinted = HintedPart {
+                generation: self.hint_generation,
+                offset: request.offset,
+                part,
+            };
+            // The reader may be gone; then the part is freed here.
+            let _ = self.shared.hinted.send(hinted);
+        }
+    }
+
     /// Starts the fetch job for `request` and returns its block.
     fn spawn(&mut self, epoch: u64, cancel: &Arc<AtomicBool>, request: Request) -> Block {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
+        let part = self.start_job(Some(epoch), cancel, request);
+        self.flying.push((request, Arc::downgrade(&part)));
+        Block {
+            epoch,
+            ticket,
+            offset: request.offset,
+            len: request.len,
+            part,
+        }
+    }
+
+    /// Starts the fetch job for `request` (of `epoch`, or a hint) and
+    /// returns the part it fills.
+    fn start_job(
+        &mut self,
+        epoch: Option<u64>,
+        cancel: &Arc<AtomicBool>,
+        request: Request,
+    ) -> Arc<Part> {
         let (buffer, charge) = self.buffer_for(request.len);
         let counters = self.shared.counters.clone();
         let (part, writer) = Part::new(
@@ -258,7 +337,6 @@ impl<S: RangeSource> Scheduler<S> {
             self.shared.spares.clone(),
             counters.clone(),
         );
-        self.flying.push((request, Arc::downgrade(&part)));
         let source = self.shared.source.clone();
         let events = self.shared.events_tx.clone();
         let cancel = cancel.clone();
@@ -279,13 +357,7 @@ impl<S: RangeSource> Scheduler<S> {
             };
             let _ = events.send(done);
         });
-        Block {
-            epoch,
-            ticket,
-            offset: request.offset,
-            len: request.len,
-            part,
-        }
+        part
     }
 
     /// A buffer (a spare one, when one fits) and its charge for a block of

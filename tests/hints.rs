@@ -1,0 +1,202 @@
+//! `will_need`: the ranges a caller says it will read are fetched exactly
+//! (merged across small gaps, split into parts, within the budget), reads
+//! inside them make no request of their own, and a new call replaces the
+//! hints not yet read.
+
+#![cfg(feature = "testing")]
+#![allow(
+    clippy::single_range_in_vec_init,
+    reason = "a hint of one range is a slice of one range"
+)]
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::sync::Arc;
+
+use common::{build, settled, watchdog, KIB, MIB};
+use prefetch_reader::testing::{pattern, Call, CountingSource, TestServer};
+use prefetch_reader::{Error, HttpSource, MemorySource, PrefetchReader};
+
+const WATCHDOG_SECS: u64 = 60;
+
+fn counted(len: u64) -> Arc<CountingSource<MemorySource>> {
+    Arc::new(CountingSource::new(MemorySource::new(pattern(
+        len as usize,
+    ))))
+}
+
+fn spans(calls: &[Call]) -> Vec<(u64, u64)> {
+    let mut spans: Vec<_> = calls.iter().map(|c| (c.offset, c.offset + c.len)).collect();
+    spans.sort_unstable();
+    spans
+}
+
+/// Seeks to `range` and reads it whole, checking every byte.
+fn read_range<R: Read + Seek>(reader: &mut R, range: Range<u64>) {
+    reader.seek(SeekFrom::Start(range.start)).expect("seek");
+    let mut buf = vec![0; (range.end - range.start) as usize];
+    reader.read_exact(&mut buf).expect("read");
+    let data = pattern(range.end as usize);
+    assert!(
+        buf[..] == data[range.start as usize..],
+        "bytes of {range:?}"
+    );
+}
+
+#[test]
+fn hinted_ranges_are_fetched_exactly_and_reads_in_them_make_no_request_of_their_own() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(16 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        let ranges = [
+            10 * MIB..10 * MIB + 50 * KIB,
+            MIB..MIB + 100 * KIB,
+            5 * MIB..5 * MIB + 200 * KIB,
+        ];
+        reader.will_need(&ranges).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        let mut expected: Vec<_> = ranges.iter().map(|r| (r.start, r.end)).collect();
+        expected.sort_unstable();
+        assert_eq!(spans(&source.calls()), expected);
+        // In any order, in reads of any size.
+        for range in ranges.iter().rev() {
+            read_range(&mut reader, range.clone());
+        }
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(source.call_count(), 3, "{:?}", source.calls());
+        let handle = reader.stats_handle();
+        drop(reader);
+        let stats = settled(&handle);
+        assert_eq!(stats.bytes_fetched, 350 * KIB);
+        assert_eq!(stats.bytes_wasted, 0);
+        assert_eq!(stats.hard_seeks, 0);
+    });
+}
+
+#[test]
+fn hints_a_small_gap_apart_are_one_request_and_hints_past_the_end_are_clipped() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(4 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        reader
+            .will_need(&[100..200, 300..400, 3 * MIB..5 * MIB, 5..5, 6 * MIB..7 * MIB])
+            .expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        // 200..300 costs less than a round trip: fetched with its neighbours.
+        assert_eq!(spans(&source.calls()), [(100, 400), (3 * MIB, 4 * MIB)]);
+        read_range(&mut reader, 300..400);
+        read_range(&mut reader, 3 * MIB..4 * MIB);
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(source.call_count(), 2);
+    });
+}
+
+#[test]
+fn a_hint_larger_than_a_part_is_split_into_parallel_parts_within_the_budget() {
+    watchdog(WATCHDOG_SECS, || {
+        let len = 64 * MIB;
+        let source = counted(len);
+        let mut builder = PrefetchReader::builder();
+        builder
+            .max_prefetch(32 * MIB)
+            .max_part_size(4 * MIB)
+            .concurrency(4);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[0..len]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        let calls = source.calls();
+        let hinted: u64 = calls.iter().map(|c| c.len).sum();
+        assert!(calls.len() > 1, "{calls:?}");
+        assert!(calls.iter().all(|c| c.len <= 4 * MIB), "{calls:?}");
+        // The budget less the window behind and room for a demand read.
+        assert!(hinted <= 32 * MIB - MIB - 4 * MIB, "{hinted} bytes hinted");
+        assert!(source.max_in_flight() <= 4);
+        // The rest is read as usual.
+        read_range(&mut reader, 0..len);
+        assert!(reader.stats().peak_allocated <= 32 * MIB);
+    });
+}
+
+#[test]
+fn a_new_call_replaces_the_hints_not_yet_read() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(8 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        reader.will_need(&[0..100 * KIB]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        reader
+            .will_need(&[4 * MIB..4 * MIB + 100 * KIB])
+            .expect("hints");
+        read_range(&mut reader, 4 * MIB..4 * MIB + 100 * KIB);
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(source.call_count(), 2);
+        let handle = reader.stats_handle();
+        drop(reader);
+        let stats = settled(&handle);
+        // The first call's part, never read, was dropped by the second.
+        assert_eq!(stats.bytes_wasted, 100 * KIB);
+        assert_eq!(stats.allocated, 0);
+    });
+}
+
+#[test]
+fn a_read_in_a_hint_not_yet_issued_waits_for_it_without_a_request_of_its_own() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(16 * MIB);
+        let mut builder = PrefetchReader::builder();
+        builder.concurrency(1);
+        let mut reader = build(&builder, source.clone());
+        let ranges: Vec<_> = (0..8)
+            .map(|i| i * 2 * MIB..i * 2 * MIB + 10 * KIB)
+            .collect();
+        reader.will_need(&ranges).expect("hints");
+        // The last one first: with one request at a time it is issued last.
+        for range in ranges.iter().rev() {
+            read_range(&mut reader, range.clone());
+        }
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(source.call_count(), 8, "{:?}", source.calls());
+        assert_eq!(source.max_in_flight(), 1);
+    });
+}
+
+#[test]
+fn a_read_past_a_hint_goes_on_as_usual_and_a_closed_reader_takes_no_hint() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(4 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        reader.will_need(&[MIB..MIB + 10 * KIB]).expect("hints");
+        // Across the hint's end into bytes nobody hinted at.
+        read_range(&mut reader, MIB..MIB + 100 * KIB);
+        reader.close().expect("close");
+        assert!(matches!(reader.will_need(&[0..1]), Err(Error::Closed)));
+    });
+}
+
+#[test]
+fn hinted_ranges_over_http_cost_one_request_each() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = pattern(8 << 20);
+        let server = TestServer::builder()
+            .object("/o.bin", data)
+            .build()
+            .expect("server");
+        let source = HttpSource::open(&server.url("/o.bin")).expect("open");
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        let ranges = [6 * MIB..6 * MIB + 300, 2 * MIB..3 * MIB];
+        reader.will_need(&ranges).expect("hints");
+        for range in ranges {
+            read_range(&mut reader, range);
+        }
+        reader.wait_until_quiet().expect("quiet");
+        let gets = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count();
+        assert_eq!(gets, 2);
+        assert_eq!(reader.stats().requests, 3, "the HEAD and two GETs");
+    });
+}
