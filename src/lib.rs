@@ -44,6 +44,11 @@
 //! reader.read_to_string(&mut text)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! A caller that knows what it will read says so with
+//! [`PrefetchReader::will_need`]. With the `parquet` feature,
+//! `parquet::RemoteFile` is a parquet `ChunkReader` over
+//! any source that fetches each column chunk it reads in one request.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 mod buffers;
@@ -51,6 +56,8 @@ mod config;
 mod error;
 mod escape;
 mod open;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 mod prefetch;
 mod reader;
 mod redact;

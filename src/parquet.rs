@@ -1,0 +1,356 @@
+//! [`RemoteFile`]: a parquet [`ChunkReader`] over any source (feature
+//! `parquet`), so parquet's readers read a remote file with one request per
+//! column chunk they touch rather than one or two per page.
+//!
+//! Opening reads the file's tail in one request and parses the footer; the
+//! column chunks' byte ranges come from it. The first read inside a column
+//! chunk fetches the whole chunk (large ones in parallel parts) into a
+//! cache bounded by [`DEFAULT_MAX_PREFETCH`](crate::DEFAULT_MAX_PREFETCH);
+//! the chunk's pages are then served from memory without a copy. A chunk
+//! larger than half the cache is fetched a window at a time. Reads outside
+//! every chunk (the footer, page indexes) fetch what they ask for.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use parquet::errors::{ParquetError, Result as ParquetResult};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::reader::{ChunkReader, Length};
+
+use crate::error::{Error, Result};
+use crate::source::{FetchContext, RangeSource};
+use crate::stats::{Counters, Stats};
+
+/// Bytes of the file's end read at open: the footer and, for most files,
+/// all of the metadata before it (parquet's own readers guess 64 KiB too).
+const TAIL: u64 = 64 * 1024;
+
+/// Bytes a fetch outside every column chunk (or of a chunk too large for
+/// the cache) gets at least, so that small reads there do not each cost a
+/// round trip.
+const MIN_FETCH: u64 = 64 * 1024;
+
+/// Parts a large fetch is split into, at most, and the smallest part.
+const MAX_PARTS: u64 = 16;
+const MIN_PART: u64 = 4 << 20;
+
+/// A parquet file behind any [`RangeSource`], as parquet's
+/// [`ChunkReader`]: give it to `SerializedFileReader::new` or
+/// `ParquetRecordBatchReaderBuilder::try_new`. Cheap to clone; clones
+/// share one cache and may be used from several threads.
+///
+/// ```no_run
+/// use parquet::file::reader::{FileReader, SerializedFileReader};
+/// use prefetch_reader::parquet::RemoteFile;
+///
+/// let file = RemoteFile::open("https://example.com/data.parquet")?;
+/// let reader = SerializedFileReader::new(file)?;
+/// println!("{} rows", reader.metadata().file_metadata().num_rows());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct RemoteFile {
+    inner: Arc<Inner>,
+    metadata: Arc<ParquetMetaData>,
+}
+
+struct Inner {
+    source: Box<dyn RangeSource>,
+    len: u64,
+    /// Column chunks' byte ranges, sorted by start, once the footer is
+    /// parsed.
+    chunks: OnceLock<Vec<Range<u64>>>,
+    cache: Mutex<Cache>,
+    counters: Arc<Counters>,
+}
+
+/// Fetched ranges, oldest first, within `limit` bytes.
+struct Cache {
+    entries: VecDeque<(u64, Bytes)>,
+    bytes: u64,
+    limit: u64,
+}
+
+impl Cache {
+    /// The cached bytes from `start` on, as far as one entry goes.
+    fn from(&self, start: u64) -> Option<Bytes> {
+        self.entries.iter().find_map(|(offset, bytes)| {
+            let end = offset + bytes.len() as u64;
+            (start >= *offset && start < end).then(|| bytes.slice((start - offset) as usize..))
+        })
+    }
+
+    fn insert(&mut self, offset: u64, bytes: Bytes) {
+        self.bytes += bytes.len() as u64;
+        self.entries.push_back((offset, bytes));
+        while self.bytes > self.limit && self.entries.len() > 1 {
+            if let Some((_, old)) = self.entries.pop_front() {
+                self.bytes -= old.len() as u64;
+            }
+        }
+    }
+}
+
+impl RemoteFile {
+    /// Opens the parquet file at `location` (a URL, `gs://`, `s3://` or a
+    /// path, as [`open_source`](crate::open_source) takes).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`open_source`](crate::open_source), and
+    /// [`Error::InvalidResponse`] when the file's footer is not parquet's.
+    pub fn open(location: &str) -> Result<RemoteFile> {
+        RemoteFile::new(crate::open_source(location)?)
+    }
+
+    /// A parquet file over `source`: reads its tail and parses the footer.
+    ///
+    /// # Errors
+    ///
+    /// The source's errors reading the tail, and
+    /// [`Error::InvalidResponse`] when the footer is not parquet's.
+    pub fn new<S: RangeSource>(source: S) -> Result<RemoteFile> {
+        let len = source.len();
+        let counters = Arc::new(Counters::default());
+        Counters::add(&counters.requests, source.requests_at_open());
+        let inner = Arc::new(Inner {
+            source: Box::new(source),
+            len,
+            chunks: OnceLock::new(),
+            cache: Mutex::new(Cache {
+                entries: VecDeque::new(),
+                bytes: 0,
+                limit: crate::DEFAULT_MAX_PREFETCH,
+            }),
+            counters,
+        });
+        let tail = len.saturating_sub(TAIL);
+        let bytes = inner.fetch(tail..len)?;
+        inner.cache.lock().insert(tail, bytes);
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&Opening(inner.clone()))
+            .map_err(|err| Error::InvalidResponse {
+                object: inner.source.location(),
+                detail: format!("not a parquet file: {err}"),
+            })?;
+        let _ = inner.chunks.set(column_chunks(&metadata, len));
+        Ok(RemoteFile {
+            inner,
+            metadata: Arc::new(metadata),
+        })
+    }
+
+    /// The file's metadata, parsed at open.
+    pub fn metadata(&self) -> &Arc<ParquetMetaData> {
+        &self.metadata
+    }
+
+    /// What reading the file has cost so far: `requests` (the source's at
+    /// open, the tail's, one per fetch part, and retries), `bytes_fetched`
+    /// and `retries`; the other counters stay 0.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+}
+
+impl Inner {
+    /// The bytes from `start` on: from the cache, else fetched — the
+    /// column chunk holding `start` from there to its end (a window of it
+    /// when it is too large to cache), or at least `want` bytes elsewhere.
+    fn bytes_from(&self, start: u64, want: u64) -> Result<Bytes> {
+        if let Some(bytes) = self.cache.lock().from(start) {
+            if bytes.len() as u64 >= want.min(self.len - start) {
+                return Ok(bytes);
+            }
+        }
+        let limit = self.cache.lock().limit;
+        let floor = start.saturating_add(want.max(MIN_FETCH)).min(self.len);
+        let end = match self.chunk_holding(start) {
+            Some(chunk) if chunk.end - chunk.start <= limit / 2 => chunk.end.max(floor),
+            Some(chunk) => chunk.end.min(start.saturating_add(limit / 8)).max(floor),
+            None => floor,
+        };
+        let bytes = self.fetch(start..end)?;
+        self.cache.lock().insert(start, bytes.clone());
+        Ok(bytes)
+    }
+
+    fn chunk_holding(&self, offset: u64) -> Option<&Range<u64>> {
+        let chunks = self.chunks.get()?;
+        let after = chunks.partition_point(|chunk| chunk.start <= offset);
+        chunks[..after]
+            .iter()
+            .rev()
+            .find(|chunk| chunk.contains(&offset))
+    }
+
+    /// Reads `range` from the source, in parallel parts when it is large.
+    fn fetch(&self, range: Range<u64>) -> Result<Bytes> {
+        let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidConfig {
+            setting: "parquet read",
+            reason: format!(
+                "{} bytes do not fit in memory here",
+                range.end - range.start
+            ),
+        })?;
+        let mut buf = vec![0; len];
+        let parts = (len as u64 / MIN_PART).clamp(1, MAX_PARTS);
+        let part = len.div_ceil(parts as usize).max(1);
+        let ctx = FetchContext::attached(Arc::new(AtomicBool::new(false)), self.counters.clone());
+        std::thread::scope(|scope| {
+            let jobs: Vec<_> = buf
+                .chunks_mut(part)
+                .enumerate()
+                .map(|(i, chunk)| {
+                    let offset = range.start + (i * part) as u64;
+                    let ctx = &ctx;
+                    Counters::add(&self.counters.requests, 1);
+                    scope.spawn(move || self.source.read_at(offset, chunk, ctx))
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|job| {
+                    job.join().unwrap_or_else(|_| {
+                        Err(Error::Terminated(format!(
+                            "the source panicked reading {}",
+                            self.source.location()
+                        )))
+                    })
+                })
+                .collect::<Result<Vec<()>>>()
+        })?;
+        // A source that does not report its bytes received them all.
+        let unreported = (len as u64).saturating_sub(ctx.bytes_received());
+        Counters::add(&self.counters.bytes_fetched, unreported);
+        Ok(Bytes::from(buf))
+    }
+}
+
+/// The byte ranges of every column chunk, sorted; ranges the footer gives
+/// out of the file (a hostile or broken one) are left out.
+fn column_chunks(metadata: &ParquetMetaData, len: u64) -> Vec<Range<u64>> {
+    let mut chunks: Vec<Range<u64>> = metadata
+        .row_groups()
+        .iter()
+        .flat_map(|group| group.columns())
+        .filter_map(|column| {
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let start = u64::try_from(start).ok()?;
+            let size = u64::try_from(column.compressed_size()).ok()?;
+            let end = start.checked_add(size)?;
+            (end <= len && start < end).then_some(start..end)
+        })
+        .collect();
+    chunks.sort_unstable_by_key(|chunk| chunk.start);
+    chunks
+}
+
+fn parquet_error(err: Error) -> ParquetError {
+    ParquetError::External(Box::new(err))
+}
+
+impl Length for RemoteFile {
+    fn len(&self) -> u64 {
+        self.inner.len
+    }
+}
+
+impl ChunkReader for RemoteFile {
+    type T = RemoteRead;
+
+    fn get_read(&self, start: u64) -> ParquetResult<RemoteRead> {
+        get_read(&self.inner, start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
+        get_bytes(&self.inner, start, length)
+    }
+}
+
+/// The file while its footer is parsed, before the metadata exists.
+struct Opening(Arc<Inner>);
+
+impl Length for Opening {
+    fn len(&self) -> u64 {
+        self.0.len
+    }
+}
+
+impl ChunkReader for Opening {
+    type T = RemoteRead;
+
+    fn get_read(&self, start: u64) -> ParquetResult<RemoteRead> {
+        get_read(&self.0, start)
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
+        get_bytes(&self.0, start, length)
+    }
+}
+
+fn get_read(inner: &Arc<Inner>, start: u64) -> ParquetResult<RemoteRead> {
+    if start > inner.len {
+        return Err(ParquetError::EOF(format!(
+            "a read at {start} of a {}-byte file",
+            inner.len
+        )));
+    }
+    Ok(RemoteRead {
+        inner: inner.clone(),
+        pos: start,
+        buf: Bytes::new(),
+    })
+}
+
+fn get_bytes(inner: &Inner, start: u64, length: usize) -> ParquetResult<Bytes> {
+    let end = start
+        .checked_add(length as u64)
+        .filter(|&end| end <= inner.len)
+        .ok_or_else(|| {
+            ParquetError::EOF(format!(
+                "{length} bytes at {start} of a {}-byte file",
+                inner.len
+            ))
+        })?;
+    if start == end {
+        return Ok(Bytes::new());
+    }
+    let bytes = inner
+        .bytes_from(start, end - start)
+        .map_err(parquet_error)?;
+    Ok(bytes.slice(..length))
+}
+
+/// A reader of a [`RemoteFile`] from an offset on, served from the file's
+/// cache and fetching as [`ChunkReader::get_bytes`] does.
+pub struct RemoteRead {
+    inner: Arc<Inner>,
+    pos: u64,
+    buf: Bytes,
+}
+
+impl Read for RemoteRead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            if self.pos >= self.inner.len || out.is_empty() {
+                return Ok(0);
+            }
+            self.buf = self
+                .inner
+                .bytes_from(self.pos, 1)
+                .map_err(io::Error::from)?;
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf = self.buf.slice(n..);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,147 @@
+//! `parquet::RemoteFile` under parquet's own reader, over the test server:
+//! the values of the columns read, and one request per column chunk read.
+
+#![cfg(all(feature = "parquet", feature = "testing"))]
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use common::watchdog;
+use parquet::basic::Compression;
+use parquet::data_type::Int64Type;
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::record::RowAccessor;
+use parquet::schema::parser::parse_message_type;
+use prefetch_reader::parquet::RemoteFile;
+use prefetch_reader::testing::TestServer;
+use prefetch_reader::{Error, HttpSource, MemorySource};
+
+const WATCHDOG_SECS: u64 = 120;
+const COLUMNS: usize = 6;
+const ROW_GROUPS: usize = 4;
+const ROWS_PER_GROUP: usize = 20_000;
+
+/// Column `c` of row `r`.
+fn value(c: usize, r: usize) -> i64 {
+    (r as i64).wrapping_mul(2_654_435_761) ^ (c as i64) << 40
+}
+
+/// A file of `COLUMNS` INT64 columns in `ROW_GROUPS` row groups,
+/// uncompressed.
+fn parquet_file() -> Vec<u8> {
+    let fields: String = (0..COLUMNS)
+        .map(|c| format!("REQUIRED INT64 c{c}; "))
+        .collect();
+    let schema = Arc::new(parse_message_type(&format!("message m {{ {fields}}}")).expect("schema"));
+    let props = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_dictionary_enabled(false)
+            .build(),
+    );
+    let mut out = Vec::new();
+    let mut writer = SerializedFileWriter::new(&mut out, schema, props).expect("writer");
+    for group in 0..ROW_GROUPS {
+        let mut row_group = writer.next_row_group().expect("row group");
+        let mut c = 0;
+        while let Some(mut column) = row_group.next_column().expect("column") {
+            let rows = group * ROWS_PER_GROUP..(group + 1) * ROWS_PER_GROUP;
+            let values: Vec<i64> = rows.map(|r| value(c, r)).collect();
+            column
+                .typed::<Int64Type>()
+                .write_batch(&values, None, None)
+                .expect("write");
+            column.close().expect("close column");
+            c += 1;
+        }
+        row_group.close().expect("close row group");
+    }
+    writer.close().expect("close");
+    out
+}
+
+#[test]
+fn two_of_six_columns_read_over_http_cost_one_request_per_column_chunk() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = parquet_file();
+        let server = TestServer::builder()
+            .object("/t.parquet", data.clone())
+            .build()
+            .expect("server");
+        let file = RemoteFile::new(HttpSource::open(&server.url("/t.parquet")).expect("open"))
+            .expect("remote file");
+        assert_eq!(file.metadata().num_row_groups(), ROW_GROUPS);
+        let reader = SerializedFileReader::new(file.clone()).expect("reader");
+        let projection = parse_message_type("message m { REQUIRED INT64 c1; REQUIRED INT64 c4; }")
+            .expect("projection");
+        let mut rows = 0;
+        for (r, row) in reader
+            .get_row_iter(Some(projection))
+            .expect("rows")
+            .enumerate()
+        {
+            let row = row.expect("row");
+            assert_eq!(row.get_long(0).expect("c1"), value(1, r));
+            assert_eq!(row.get_long(1).expect("c4"), value(4, r));
+            rows += 1;
+        }
+        assert_eq!(rows, ROW_GROUPS * ROWS_PER_GROUP);
+        // The HEAD, the tail, and one request per column chunk read.
+        let stats = file.stats();
+        let gets = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count() as u64;
+        assert_eq!(gets, 1 + 2 * ROW_GROUPS as u64);
+        assert_eq!(stats.requests, 1 + gets);
+        // The two columns' chunks and the tail, little more.
+        let needed: u64 = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .flat_map(|g| [g.column(1), g.column(4)])
+            .map(|c| c.compressed_size() as u64)
+            .sum();
+        assert!(
+            stats.bytes_fetched <= needed + 64 * 1024,
+            "{} fetched for {needed} needed",
+            stats.bytes_fetched
+        );
+        assert_eq!(stats.bytes_fetched, server.bytes_sent());
+    });
+}
+
+#[test]
+fn every_column_reads_the_same_values_as_from_memory() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = parquet_file();
+        let remote = RemoteFile::new(MemorySource::new(data.clone())).expect("remote file");
+        let remote = SerializedFileReader::new(remote).expect("reader");
+        let local = SerializedFileReader::new(Bytes::from(data)).expect("local");
+        let remote_rows = remote.get_row_iter(None).expect("rows");
+        let local_rows = local.get_row_iter(None).expect("rows");
+        let mut n = 0;
+        for (a, b) in remote_rows.zip(local_rows) {
+            assert_eq!(a.expect("remote row"), b.expect("local row"));
+            n += 1;
+        }
+        assert_eq!(n, ROW_GROUPS * ROWS_PER_GROUP);
+    });
+}
+
+#[test]
+fn a_file_that_is_not_parquet_is_invalid_response() {
+    watchdog(WATCHDOG_SECS, || {
+        for data in [vec![], vec![7; 10], vec![7; 100_000]] {
+            let err = RemoteFile::new(MemorySource::new(data))
+                .err()
+                .expect("not parquet");
+            assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+        }
+    });
+}
