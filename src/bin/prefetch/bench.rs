@@ -30,6 +30,8 @@
 //!   200 ms idle; budget 256 KiB.
 //! - **members**: three seeks to seeded offsets, 1 MiB read after each in
 //!   reads of 16 KiB, as an archive's members are read; budget 2× needed.
+//! - **members-hinted**: the same, the members named first with
+//!   `will_need`; same budget.
 //! - **first-mib-drop**: the first 1 MiB in reads of 64 KiB, then the
 //!   reader dropped (and its abandoned requests waited for); budget 2×
 //!   needed.
@@ -70,6 +72,7 @@ PrefetchReader at the default advice and are judged by the bytes they fetch
 against a budget: `random-4k` (random 4 KiB reads; budget 4x needed),
 `header-idle` (three 8-byte reads in the middle, then 200 ms idle; 256 KiB),
 `members` (three 1 MiB reads at random offsets, in 16 KiB reads; 2x),
+`members-hinted` (the same, named first with `will_need`; 2x),
 `first-mib-drop` (the first 1 MiB in 64 KiB reads, then drop; 2x) and
 `eof-probe` (a read at the end; 0 bytes). Columns: MiB/s over the whole run, reads/s, ms until the
 first read returned (clock started before opening), range requests, bytes
@@ -358,6 +361,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     report.row(header_idle(&target, &args.read)?)?;
     report.row(members(&target, &args.read)?)?;
+    report.row(members_hinted(&target, &args.read)?)?;
     report.row(first_mib_drop(&target, &args.read)?)?;
     report.row(eof_probe(&target, &args.read)?)?;
     report.footer(started.elapsed())
@@ -638,11 +642,28 @@ fn header_idle(target: &Target, options: &ReadOptions) -> Result<Row> {
 /// after each, as an archive reader extracts members. The last member's
 /// read-ahead counts as it arrives in the idle time after it.
 fn members(target: &Target, options: &ReadOptions) -> Result<Row> {
+    members_with(target, options, false)
+}
+
+/// The members again, named to the reader first with `will_need`, as an
+/// archive reader that read the central directory can.
+fn members_hinted(target: &Target, options: &ReadOptions) -> Result<Row> {
+    members_with(target, options, true)
+}
+
+fn members_with(target: &Target, options: &ReadOptions, hinted: bool) -> Result<Row> {
     let started = Instant::now();
     let mut reader = options.open(&target.location)?;
     let size = MEMBER_SIZE.min(target.object_len);
+    let offsets = random_offsets(target.object_len, size, MEMBERS);
+    if hinted {
+        let ranges: Vec<_> = offsets.iter().map(|&o| o..o + size).collect();
+        reader
+            .will_need(&ranges)
+            .map_err(|err| read_error(&target.location, err.into()))?;
+    }
     let mut total = Span::default();
-    for offset in random_offsets(target.object_len, size, MEMBERS) {
+    for offset in offsets {
         seek(&mut reader, target, SeekFrom::Start(offset))?;
         let span = read_span(&mut reader, target, offset, size, MEMBER_READ, started)?;
         total.add(&span);
@@ -650,7 +671,8 @@ fn members(target: &Target, options: &ReadOptions) -> Result<Row> {
     std::thread::sleep(IDLE);
     let stats = reader.stats();
     let budget = total.bytes.saturating_mul(SPAN_BUDGET);
-    Ok(total.row("members", started, &stats, budget))
+    let case = if hinted { "members-hinted" } else { "members" };
+    Ok(total.row(case, started, &stats, budget))
 }
 
 /// The first MiB in 64 KiB reads, then the reader dropped: a caller that
@@ -1048,6 +1070,7 @@ mod tests {
             random_4k(target, 20, options)?,
             header_idle(target, options)?,
             members(target, options)?,
+            members_hinted(target, options)?,
             first_mib_drop(target, options)?,
             eof_probe(target, options)?,
         ])
@@ -1069,6 +1092,7 @@ mod tests {
                 ("random-4k", 20 * 4 * KIB, 20),
                 ("header-idle", 24, 3),
                 ("members", 3 * MIB, 3 * 64),
+                ("members-hinted", 3 * MIB, 3 * 64),
                 ("first-mib-drop", MIB, 16),
                 ("eof-probe", 0, 1),
             ]
@@ -1079,6 +1103,7 @@ mod tests {
             [
                 Some(4 * 20 * 4 * KIB),
                 Some(256 * KIB),
+                Some(6 * MIB),
                 Some(6 * MIB),
                 Some(2 * MIB),
                 Some(0)
@@ -1098,7 +1123,7 @@ mod tests {
             covered = covered.max(end);
         }
         let once = |r: &Row| {
-            if r.case == "members" {
+            if r.case.starts_with("members") {
                 distinct
             } else {
                 r.delivered
@@ -1118,6 +1143,7 @@ mod tests {
                 ("random-4k", 20 * 10),
                 ("header-idle", 10),
                 ("members", 3 * 10),
+                ("members-hinted", 3 * 10),
                 ("first-mib-drop", 10),
                 ("eof-probe", 0),
             ]
@@ -1133,6 +1159,7 @@ mod tests {
         assert!(random_4k(&target, 5, &options).is_err());
         assert!(header_idle(&target, &options).is_err());
         assert!(members(&target, &options).is_err());
+        assert!(members_hinted(&target, &options).is_err());
         assert!(first_mib_drop(&target, &options).is_err());
     }
 
