@@ -328,6 +328,13 @@ impl ReaderBuilder {
         self.config.validate()?;
         PrefetchReader::start(source, self.config.clone())
     }
+
+    /// The settings, validated: for readers other than `PrefetchReader`.
+    #[cfg(feature = "parquet")]
+    pub(crate) fn validated(&self) -> Result<&Config> {
+        self.config.validate()?;
+        Ok(&self.config)
+    }
 }
 
 #[cfg(test)]

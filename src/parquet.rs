@@ -5,23 +5,25 @@
 //! Opening reads the file's tail in one request and parses the footer; the
 //! column chunks' byte ranges come from it. The first read inside a column
 //! chunk fetches the whole chunk (large ones in parallel parts) into a
-//! cache bounded by [`DEFAULT_MAX_PREFETCH`](crate::DEFAULT_MAX_PREFETCH);
+//! cache bounded by `max_prefetch`
+//! ([`DEFAULT_MAX_PREFETCH`](crate::DEFAULT_MAX_PREFETCH) by default);
 //! the chunk's pages are then served from memory without a copy. A chunk
 //! larger than half the cache is fetched a window at a time. Reads outside
 //! every chunk (the footer, page indexes) fetch what they ask for.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{self, Read};
 use std::ops::Range;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use parquet::errors::{ParquetError, Result as ParquetResult};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::reader::{ChunkReader, Length};
 
+use crate::config::ReaderBuilder;
 use crate::error::{Error, Result};
 use crate::source::{FetchContext, RangeSource};
 use crate::stats::{Counters, Stats};
@@ -35,8 +37,8 @@ const TAIL: u64 = 64 * 1024;
 /// round trip.
 const MIN_FETCH: u64 = 64 * 1024;
 
-/// Parts a large fetch is split into, at most, and the smallest part.
-const MAX_PARTS: u64 = 16;
+/// The smallest part a large fetch is split into (into at most
+/// `concurrency` parts).
 const MIN_PART: u64 = 4 << 20;
 
 /// A parquet file behind any [`RangeSource`], as parquet's
@@ -62,11 +64,55 @@ pub struct RemoteFile {
 struct Inner {
     source: Box<dyn RangeSource>,
     len: u64,
-    /// Column chunks' byte ranges, sorted by start, once the footer is
-    /// parsed.
-    chunks: OnceLock<Vec<Range<u64>>>,
+    /// Column chunks, sorted by start, once the footer is parsed.
+    chunks: OnceLock<Vec<Chunk>>,
+    /// The columns read so far: the projection, as parquet reveals it.
+    columns_read: Mutex<BTreeSet<usize>>,
+    /// Chunks being fetched ahead, by start: a read of one waits for it.
+    ahead: Mutex<HashMap<u64, Arc<Ahead>>>,
     cache: Mutex<Cache>,
+    /// The most parts one fetch is split into.
+    concurrency: u64,
     counters: Arc<Counters>,
+}
+
+/// One column chunk: where it is, and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Chunk {
+    range: Range<u64>,
+    row_group: usize,
+    column: usize,
+}
+
+/// A chunk fetch under way ahead of parquet; done once it ended, whether
+/// it got its bytes (then in the cache) or not.
+#[derive(Default)]
+struct Ahead {
+    done: Mutex<bool>,
+    ended: Condvar,
+}
+
+impl Ahead {
+    fn wait(&self) {
+        let mut done = self.done.lock();
+        while !*done {
+            self.ended.wait(&mut done);
+        }
+    }
+
+    fn finish(&self) {
+        *self.done.lock() = true;
+        self.ended.notify_all();
+    }
+}
+
+/// Ends an [`Ahead`] when dropped, a panic included.
+struct Finish(Arc<Ahead>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
 }
 
 /// Fetched ranges, oldest first, within `limit` bytes.
@@ -115,6 +161,23 @@ impl RemoteFile {
     /// The source's errors reading the tail, and
     /// [`Error::InvalidResponse`] when the footer is not parquet's.
     pub fn new<S: RangeSource>(source: S) -> Result<RemoteFile> {
+        RemoteFile::with_settings(source, &ReaderBuilder::new())
+    }
+
+    /// [`new`](Self::new) with `settings`' `concurrency` (the most parts
+    /// one fetch is split into) and `max_prefetch` (the cache's size); the
+    /// other settings do not apply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for invalid settings, and those of
+    /// [`new`](Self::new).
+    pub fn with_settings<S: RangeSource>(
+        source: S,
+        settings: &ReaderBuilder,
+    ) -> Result<RemoteFile> {
+        let config = settings.validated()?;
+        source.set_concurrency(config.concurrency);
         let len = source.len();
         let counters = Arc::new(Counters::default());
         Counters::add(&counters.requests, source.requests_at_open());
@@ -122,11 +185,14 @@ impl RemoteFile {
             source: Box::new(source),
             len,
             chunks: OnceLock::new(),
+            columns_read: Mutex::new(BTreeSet::new()),
+            ahead: Mutex::new(HashMap::new()),
             cache: Mutex::new(Cache {
                 entries: VecDeque::new(),
                 bytes: 0,
-                limit: crate::DEFAULT_MAX_PREFETCH,
+                limit: config.max_prefetch,
             }),
+            concurrency: config.concurrency as u64,
             counters,
         });
         let tail = len.saturating_sub(TAIL);
@@ -159,20 +225,47 @@ impl RemoteFile {
 }
 
 impl Inner {
+    /// The cached bytes from `start` on, if at least `want` of them (or
+    /// all to the end of the file) are there.
+    fn cached(&self, start: u64, want: u64) -> Option<Bytes> {
+        let bytes = self.cache.lock().from(start)?;
+        (bytes.len() as u64 >= want.min(self.len - start)).then_some(bytes)
+    }
+
     /// The bytes from `start` on: from the cache, else fetched — the
     /// column chunk holding `start` from there to its end (a window of it
     /// when it is too large to cache), or at least `want` bytes elsewhere.
-    fn bytes_from(&self, start: u64, want: u64) -> Result<Bytes> {
-        if let Some(bytes) = self.cache.lock().from(start) {
-            if bytes.len() as u64 >= want.min(self.len - start) {
-                return Ok(bytes);
+    /// A chunk read for the first time sets off the fetch of the same
+    /// columns' chunks in the next row group.
+    fn bytes_from(self: &Arc<Self>, start: u64, want: u64) -> Result<Bytes> {
+        let chunk = self.chunk_holding(start).cloned();
+        if let Some(chunk) = &chunk {
+            self.columns_read.lock().insert(chunk.column);
+            self.fetch_ahead(chunk.row_group + 1);
+        }
+        if let Some(bytes) = self.cached(start, want) {
+            return Ok(bytes);
+        }
+        if let Some(chunk) = &chunk {
+            let ahead = self.ahead.lock().get(&chunk.range.start).cloned();
+            if let Some(ahead) = ahead {
+                ahead.wait();
+                if let Some(bytes) = self.cached(start, want) {
+                    return Ok(bytes);
+                }
             }
         }
         let limit = self.cache.lock().limit;
         let floor = start.saturating_add(want.max(MIN_FETCH)).min(self.len);
-        let end = match self.chunk_holding(start) {
-            Some(chunk) if chunk.end - chunk.start <= limit / 2 => chunk.end.max(floor),
-            Some(chunk) => chunk.end.min(start.saturating_add(limit / 8)).max(floor),
+        let end = match &chunk {
+            Some(chunk) if chunk.range.end - chunk.range.start <= limit / 2 => {
+                chunk.range.end.max(floor)
+            }
+            Some(chunk) => chunk
+                .range
+                .end
+                .min(start.saturating_add(limit / 8))
+                .max(floor),
             None => floor,
         };
         let bytes = self.fetch(start..end)?;
@@ -180,13 +273,65 @@ impl Inner {
         Ok(bytes)
     }
 
-    fn chunk_holding(&self, offset: u64) -> Option<&Range<u64>> {
+    /// Starts fetching, on threads of their own, the chunks of the columns
+    /// read so far in `row_group`, those not cached or under way, while
+    /// they fit in half the cache beside what it holds.
+    fn fetch_ahead(self: &Arc<Self>, row_group: usize) {
+        let Some(chunks) = self.chunks.get() else {
+            return;
+        };
+        let columns = self.columns_read.lock().clone();
+        let mut ahead = self.ahead.lock();
+        let (mut room, limit) = {
+            let cache = self.cache.lock();
+            (cache.limit / 2, cache.limit)
+        };
+        room = room.saturating_sub(self.cache.lock().bytes.min(limit));
+        let wanted = chunks
+            .iter()
+            .filter(|c| c.row_group == row_group && columns.contains(&c.column));
+        for chunk in wanted {
+            let size = chunk.range.end - chunk.range.start;
+            if ahead.contains_key(&chunk.range.start)
+                || self.cached(chunk.range.start, size).is_some()
+            {
+                continue;
+            }
+            if size > room {
+                break;
+            }
+            room -= size;
+            let pending = Arc::new(Ahead::default());
+            ahead.insert(chunk.range.start, pending.clone());
+            let inner = self.clone();
+            let range = chunk.range.clone();
+            let spawned = std::thread::Builder::new()
+                .name("parquet-ahead".to_owned())
+                .spawn(move || {
+                    // Whatever happens here, a read waiting for the chunk
+                    // goes on; a failure is that read's to meet and report.
+                    let _finish = Finish(pending);
+                    if let Ok(bytes) = inner.fetch(range.clone()) {
+                        inner.cache.lock().insert(range.start, bytes);
+                    }
+                    inner.ahead.lock().remove(&range.start);
+                });
+            if spawned.is_err() {
+                // No thread: the chunk is fetched when read.
+                if let Some(pending) = ahead.remove(&chunk.range.start) {
+                    pending.finish();
+                }
+            }
+        }
+    }
+
+    fn chunk_holding(&self, offset: u64) -> Option<&Chunk> {
         let chunks = self.chunks.get()?;
-        let after = chunks.partition_point(|chunk| chunk.start <= offset);
+        let after = chunks.partition_point(|chunk| chunk.range.start <= offset);
         chunks[..after]
             .iter()
             .rev()
-            .find(|chunk| chunk.contains(&offset))
+            .find(|chunk| chunk.range.contains(&offset))
     }
 
     /// Reads `range` from the source, in parallel parts when it is large.
@@ -199,7 +344,7 @@ impl Inner {
             ),
         })?;
         let mut buf = vec![0; len];
-        let parts = (len as u64 / MIN_PART).clamp(1, MAX_PARTS);
+        let parts = (len as u64 / MIN_PART).clamp(1, self.concurrency);
         let part = len.div_ceil(parts as usize).max(1);
         let ctx = FetchContext::attached(Arc::new(AtomicBool::new(false)), self.counters.clone());
         std::thread::scope(|scope| {
@@ -231,24 +376,35 @@ impl Inner {
     }
 }
 
-/// The byte ranges of every column chunk, sorted; ranges the footer gives
-/// out of the file (a hostile or broken one) are left out.
-fn column_chunks(metadata: &ParquetMetaData, len: u64) -> Vec<Range<u64>> {
-    let mut chunks: Vec<Range<u64>> = metadata
+/// Every column chunk, sorted by start; chunks the footer places outside
+/// the file (a hostile or broken one) are left out.
+fn column_chunks(metadata: &ParquetMetaData, len: u64) -> Vec<Chunk> {
+    let mut chunks: Vec<Chunk> = metadata
         .row_groups()
         .iter()
-        .flat_map(|group| group.columns())
-        .filter_map(|column| {
-            let start = column
+        .enumerate()
+        .flat_map(|(row_group, group)| {
+            group
+                .columns()
+                .iter()
+                .enumerate()
+                .map(move |(column, meta)| (row_group, column, meta))
+        })
+        .filter_map(|(row_group, column, meta)| {
+            let start = meta
                 .dictionary_page_offset()
-                .unwrap_or_else(|| column.data_page_offset());
+                .unwrap_or_else(|| meta.data_page_offset());
             let start = u64::try_from(start).ok()?;
-            let size = u64::try_from(column.compressed_size()).ok()?;
+            let size = u64::try_from(meta.compressed_size()).ok()?;
             let end = start.checked_add(size)?;
-            (end <= len && start < end).then_some(start..end)
+            (end <= len && start < end).then_some(Chunk {
+                range: start..end,
+                row_group,
+                column,
+            })
         })
         .collect();
-    chunks.sort_unstable_by_key(|chunk| chunk.start);
+    chunks.sort_unstable_by_key(|chunk| chunk.range.start);
     chunks
 }
 
@@ -309,7 +465,7 @@ fn get_read(inner: &Arc<Inner>, start: u64) -> ParquetResult<RemoteRead> {
     })
 }
 
-fn get_bytes(inner: &Inner, start: u64, length: usize) -> ParquetResult<Bytes> {
+fn get_bytes(inner: &Arc<Inner>, start: u64, length: usize) -> ParquetResult<Bytes> {
     let end = start
         .checked_add(length as u64)
         .filter(|&end| end <= inner.len)
