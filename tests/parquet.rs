@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::watchdog;
+use parquet::arrow::ProjectionMask;
 use parquet::basic::Compression;
 use parquet::data_type::Int64Type;
 use parquet::file::properties::WriterProperties;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
@@ -33,14 +35,18 @@ fn value(c: usize, r: usize) -> i64 {
 /// A file of `COLUMNS` INT64 columns in `ROW_GROUPS` row groups,
 /// uncompressed.
 fn parquet_file() -> Vec<u8> {
+    parquet_file_with(Compression::UNCOMPRESSED, false)
+}
+
+fn parquet_file_with(compression: Compression, dictionary: bool) -> Vec<u8> {
     let fields: String = (0..COLUMNS)
         .map(|c| format!("REQUIRED INT64 c{c}; "))
         .collect();
     let schema = Arc::new(parse_message_type(&format!("message m {{ {fields}}}")).expect("schema"));
     let props = Arc::new(
         WriterProperties::builder()
-            .set_compression(Compression::UNCOMPRESSED)
-            .set_dictionary_enabled(false)
+            .set_compression(compression)
+            .set_dictionary_enabled(dictionary)
             .build(),
     );
     let mut out = Vec::new();
@@ -119,18 +125,19 @@ fn two_of_six_columns_read_over_http_cost_one_request_per_column_chunk() {
 #[test]
 fn every_column_reads_the_same_values_as_from_memory() {
     watchdog(WATCHDOG_SECS, || {
-        let data = parquet_file();
-        let remote = RemoteFile::new(MemorySource::new(data.clone())).expect("remote file");
-        let remote = SerializedFileReader::new(remote).expect("reader");
-        let local = SerializedFileReader::new(Bytes::from(data)).expect("local");
-        let remote_rows = remote.get_row_iter(None).expect("rows");
-        let local_rows = local.get_row_iter(None).expect("rows");
-        let mut n = 0;
-        for (a, b) in remote_rows.zip(local_rows) {
-            assert_eq!(a.expect("remote row"), b.expect("local row"));
-            n += 1;
+        for data in [parquet_file(), parquet_file_with(Compression::SNAPPY, true)] {
+            let remote = RemoteFile::new(MemorySource::new(data.clone())).expect("remote file");
+            let remote = SerializedFileReader::new(remote).expect("reader");
+            let local = SerializedFileReader::new(Bytes::from(data)).expect("local");
+            let remote_rows = remote.get_row_iter(None).expect("rows");
+            let local_rows = local.get_row_iter(None).expect("rows");
+            let mut n = 0;
+            for (a, b) in remote_rows.zip(local_rows) {
+                assert_eq!(a.expect("remote row"), b.expect("local row"));
+                n += 1;
+            }
+            assert_eq!(n, ROW_GROUPS * ROWS_PER_GROUP);
         }
-        assert_eq!(n, ROW_GROUPS * ROWS_PER_GROUP);
     });
 }
 
@@ -143,5 +150,41 @@ fn a_file_that_is_not_parquet_is_invalid_response() {
                 .expect("not parquet");
             assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
         }
+    });
+}
+
+/// Columns 0 and 5, batch by batch, as text (every value printed).
+fn projected<T: ChunkReader + 'static>(
+    builder: parquet::errors::Result<ParquetRecordBatchReaderBuilder<T>>,
+) -> Vec<String> {
+    let builder = builder.expect("builder");
+    let mask = ProjectionMask::roots(builder.parquet_schema(), [0, 5]);
+    let reader = builder.with_projection(mask).build().expect("reader");
+    reader
+        .map(|batch| format!("{:?}", batch.expect("batch")))
+        .collect()
+}
+
+#[test]
+fn arrow_reads_a_projection_of_a_snappy_file_as_from_memory_one_request_per_chunk() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = parquet_file_with(Compression::SNAPPY, true);
+        let server = TestServer::builder()
+            .object("/s.parquet", data.clone())
+            .build()
+            .expect("server");
+        let file = RemoteFile::open(&server.url("/s.parquet")).expect("remote file");
+        let remote = projected(ParquetRecordBatchReaderBuilder::try_new(file.clone()));
+        let local = projected(ParquetRecordBatchReaderBuilder::try_new(Bytes::from(data)));
+        assert!(remote == local, "the batches differ");
+        let gets = server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .count() as u64;
+        // The tail, then each chunk of the two columns once: the next row
+        // group's fetched ahead, never twice.
+        assert_eq!(gets, 1 + 2 * ROW_GROUPS as u64);
+        assert_eq!(file.stats().requests, 1 + gets);
     });
 }
