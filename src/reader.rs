@@ -242,17 +242,18 @@ impl<S: RangeSource> PrefetchReader<S> {
         }
     }
 
-    /// Says the caller will read these ranges soon, in any order (a
-    /// parquet reader's column chunks, an archive's members): the reader
-    /// fetches exactly them, in parallel parts, and reads inside them are
-    /// served from memory, with no read-ahead of their own. Ranges are
+    /// Says the caller will read these ranges soon (a parquet reader's
+    /// column chunks, an archive's members): the reader fetches exactly
+    /// them, in the order given and in parallel parts, and reads inside
+    /// them, in any order, are served from memory with no request or
+    /// read-ahead of their own (a seek into one is soft). Ranges are
     /// clipped to the object, and merged where the gap between them costs
     /// less than a round trip (the link's round trip × bandwidth once
     /// measured, 1 MiB before); no more of them is fetched than the budget
     /// (`max_prefetch`) holds beside one demand read, and reads fetch the
     /// rest as usual. A part leaves when read to its end; the next call
     /// replaces the hints not yet read (their unread bytes count as
-    /// wasted).
+    /// wasted), and `will_need(&[])` clears them.
     ///
     /// ```
     /// use prefetch_reader::{MemorySource, PrefetchReader};

@@ -200,3 +200,21 @@ fn hinted_ranges_over_http_cost_one_request_each() {
         assert_eq!(reader.stats().requests, 3, "the HEAD and two GETs");
     });
 }
+
+#[test]
+fn an_empty_call_clears_the_hints_and_reads_there_fetch_as_usual() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(4 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        reader.will_need(&[MIB..2 * MIB]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        reader.will_need(&[]).expect("no hints");
+        read_range(&mut reader, MIB..MIB + 10);
+        reader.wait_until_quiet().expect("quiet");
+        // The hint's part, then a request of the read's own.
+        assert_eq!(source.call_count(), 2, "{:?}", source.calls());
+        let handle = reader.stats_handle();
+        drop(reader);
+        assert!(settled(&handle).bytes_wasted >= MIB);
+    });
+}

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::watchdog;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use parquet::basic::Compression;
 use parquet::data_type::Int64Type;
 use parquet::file::properties::WriterProperties;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{ChunkReader, FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::record::RowAccessor;

@@ -490,32 +490,39 @@ impl Policy {
         })
     }
 
-    /// The requests that fetch the caller's hinted `ranges`: clipped to
-    /// the object, sorted, merged where they overlap or the gap between
-    /// them costs less than a round trip (the link's round trip ×
+    /// The requests that fetch the caller's hinted `ranges`, in the order
+    /// given: clipped to the object, merged where they overlap or the gap
+    /// between them costs less than a round trip (the link's round trip ×
     /// bandwidth, [`DEFAULT_HINT_GAP`] until measured), split into parts
     /// of at most the read-ahead part size so they run in parallel, and no
     /// more in all than the budget holds beside one demand block (reads
     /// fetch the rest).
     pub(crate) fn plan_hints(&self, ranges: &[Range<u64>]) -> Vec<Request> {
-        let mut clipped: Vec<(u64, u64)> = ranges
+        // Each range with its place in the caller's order.
+        let mut clipped: Vec<(u64, u64, usize)> = ranges
             .iter()
-            .map(|r| (r.start.min(self.object_len), r.end.min(self.object_len)))
-            .filter(|(start, end)| start < end)
+            .enumerate()
+            .map(|(i, r)| (r.start.min(self.object_len), r.end.min(self.object_len), i))
+            .filter(|(start, end, _)| start < end)
             .collect();
         clipped.sort_unstable();
         let gap = self.link.round_trip_bytes().unwrap_or(DEFAULT_HINT_GAP);
-        let mut merged: Vec<(u64, u64)> = Vec::with_capacity(clipped.len());
-        for (start, end) in clipped {
+        let mut merged: Vec<(u64, u64, usize)> = Vec::with_capacity(clipped.len());
+        for (start, end, place) in clipped {
             match merged.last_mut() {
-                Some(last) if start <= last.1.saturating_add(gap) => last.1 = last.1.max(end),
-                _ => merged.push((start, end)),
+                Some(last) if start <= last.1.saturating_add(gap) => {
+                    last.1 = last.1.max(end);
+                    last.2 = last.2.min(place);
+                }
+                _ => merged.push((start, end, place)),
             }
         }
+        // Fetched in the order given: a merged range where its first range was.
+        merged.sort_by_key(|&(_, _, place)| place);
         let part = self.part_cap();
         let mut room = self.memory_limit().saturating_sub(self.largest_block());
         let mut plan = Vec::new();
-        for (start, end) in merged {
+        for (start, end, _) in merged {
             let parts = (end - start).div_ceil(part);
             let each = (end - start).div_ceil(parts);
             let mut offset = start;
@@ -825,11 +832,12 @@ mod tests {
             0..4 * KIB,
         ]);
         let spans: Vec<_> = plan.iter().map(|r| (r.offset, r.offset + r.len)).collect();
-        // 0..4K alone; the two near 10 MiB in one request (the gap is under
-        // a round trip's worth); 90..100 MiB (clipped) in one part.
+        // In the order given: 90..100 MiB (clipped) in one part; the two
+        // near 10 MiB in one request (the gap is under a round trip's
+        // worth); 0..4K alone.
         assert_eq!(
             spans,
-            [(0, 4 * KIB), (10 * MIB, 11 * MIB), (90 * MIB, 100 * MIB)]
+            [(90 * MIB, 100 * MIB), (10 * MIB, 11 * MIB), (0, 4 * KIB)]
         );
         assert!(plan.iter().all(|r| !r.readahead));
 
@@ -845,6 +853,7 @@ mod tests {
         assert!(plan
             .windows(2)
             .all(|w| w[0].offset + w[0].len == w[1].offset));
+        assert!(p.plan_hints(&[]).is_empty());
     }
 
     #[test]
