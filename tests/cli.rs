@@ -146,6 +146,7 @@ fn bench_with_tiny_sizes_prints_a_table_whose_figures_parse() {
             ("random-4k", "4K"),
             ("header-idle", "8"),
             ("members", "16K"),
+            ("members-hinted", "16K"),
             ("first-mib-drop", "64K"),
             ("eof-probe", "64K"),
         ],
@@ -155,6 +156,7 @@ fn bench_with_tiny_sizes_prints_a_table_whose_figures_parse() {
         "random-4k",
         "header-idle",
         "members",
+        "members-hinted",
         "first-mib-drop",
         "eof-probe",
     ];
@@ -243,6 +245,7 @@ fn bench_json_prints_one_object_per_row() {
             "random-4k",
             "header-idle",
             "members",
+            "members-hinted",
             "first-mib-drop",
             "eof-probe"
         ]
