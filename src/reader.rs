@@ -283,6 +283,9 @@ impl<S: RangeSource> PrefetchReader<S> {
             .recv()
             .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))?;
         self.hints.replace(generation, &plan);
+        // Parts of earlier calls still in the channel go now, freeing
+        // their memory; this call's are kept.
+        self.receive_hints();
         Ok(())
     }
 
@@ -515,6 +518,7 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// Takes the next block of this epoch from the producer and makes it
     /// the block being read (its bytes may not have arrived yet).
     fn advance(&mut self, want: u64) -> Result<()> {
+        self.receive_hints();
         let reader = self.reader_state(want);
         if self.started {
             self.send(Event::Progress {
@@ -555,6 +559,12 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// Makes the hinted part at `offset` the block being read; one not
     /// `issued` yet is waited for.
     fn take_hint(&mut self, offset: u64, issued: bool) -> Result<()> {
+        self.receive_hints();
+        let issued = issued
+            || self
+                .hints
+                .covering(self.pos)
+                .is_some_and(|(_, issued)| issued);
         if !issued && self.started {
             // The epoch's read-ahead may hold the memory the hint needs.
             self.new_epoch();
@@ -576,6 +586,16 @@ impl<S: RangeSource> PrefetchReader<S> {
                 .recv()
                 .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))?;
             self.hints.receive(hinted);
+        }
+    }
+
+    /// Takes the hinted parts the producer has sent (those of earlier calls
+    /// are dropped).
+    fn receive_hints(&mut self) {
+        if let Some(link) = &self.link {
+            for hinted in link.hinted.try_iter() {
+                self.hints.receive(hinted);
+            }
         }
     }
 

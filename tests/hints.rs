@@ -218,3 +218,43 @@ fn an_empty_call_clears_the_hints_and_reads_there_fetch_as_usual() {
         assert!(settled(&handle).bytes_wasted >= MIB);
     });
 }
+
+#[test]
+fn parts_of_replaced_calls_never_starve_a_read_outside_the_hints() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(64 * MIB);
+        let mut builder = PrefetchReader::builder();
+        builder
+            .max_prefetch(16 * MIB)
+            .max_part_size(2 * MIB)
+            .window_behind(MIB)
+            .concurrency(4);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[0..13 * MIB]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        reader.will_need(&[20 * MIB..22 * MIB]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        read_range(&mut reader, 40 * MIB..40 * MIB + 1000);
+        assert!(reader.stats().peak_allocated <= 16 * MIB);
+    });
+}
+
+#[test]
+fn hints_over_a_server_without_ranges_are_left_to_the_stream() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = pattern(8 << 20);
+        let server = TestServer::builder()
+            .object("/o.bin", data)
+            .build()
+            .expect("server");
+        server.set_persistent_fault(Some(prefetch_reader::testing::Fault::IgnoreRange));
+        let source = HttpSource::open(&server.url("/o.bin")).expect("open");
+        let mut reader = PrefetchReader::new(source).expect("reader");
+        reader
+            .will_need(&[6 * MIB..6 * MIB + 1000, 2 * MIB..3 * MIB])
+            .expect("hints");
+        read_range(&mut reader, 0..1000);
+        read_range(&mut reader, 2 * MIB..3 * MIB);
+        read_range(&mut reader, 6 * MIB..6 * MIB + 1000);
+    });
+}

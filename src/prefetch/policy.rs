@@ -362,6 +362,12 @@ impl Policy {
         self.max_prefetch - self.window_behind
     }
 
+    /// Most bytes hinted parts may hold at once: the memory limit less one
+    /// demand block, so a read outside the hints always finds room.
+    pub(crate) fn hint_limit(&self) -> u64 {
+        self.memory_limit().saturating_sub(self.largest_block())
+    }
+
     /// The largest block that fits beside the window behind: no request
     /// is larger, so a read of any size is served within the budget.
     fn largest_block(&self) -> u64 {
@@ -520,7 +526,7 @@ impl Policy {
         // Fetched in the order given: a merged range where its first range was.
         merged.sort_by_key(|&(_, _, place)| place);
         let part = self.part_cap();
-        let mut room = self.memory_limit().saturating_sub(self.largest_block());
+        let mut room = self.hint_limit();
         let mut plan = Vec::new();
         for (start, end, _) in merged {
             let parts = (end - start).div_ceil(part);

@@ -208,7 +208,12 @@ impl<S: RangeSource> Scheduler<S> {
                 self.hint_cancel.store(true, Relaxed);
                 self.hint_cancel = Arc::new(AtomicBool::new(false));
                 self.hint_generation = generation;
-                let requests = self.shared.policy.plan_hints(&ranges);
+                // One stream read front to back cannot serve ranges ahead.
+                let requests = if self.shared.source.supports_ranges() {
+                    self.shared.policy.plan_hints(&ranges)
+                } else {
+                    Vec::new()
+                };
                 self.hints = requests.iter().copied().collect();
                 let _ = plan.send(requests);
             }
@@ -288,7 +293,8 @@ impl<S: RangeSource> Scheduler<S> {
         while let Some(&request) = self.hints.front() {
             let allocated = self.shared.counters.allocated_for_blocks();
             let allocated = allocated.saturating_sub(self.shared.spares.charged());
-            let fits = allocated.saturating_add(request.len) <= self.shared.policy.memory_limit();
+            // Room for one demand block stays free whatever the hints hold.
+            let fits = allocated.saturating_add(request.len) <= self.shared.policy.hint_limit();
             if self.in_flight >= self.shared.policy.concurrency() || !fits {
                 return;
             }
@@ -329,7 +335,21 @@ impl<S: RangeSource> Scheduler<S> {
         cancel: &Arc<AtomicBool>,
         request: Request,
     ) -> Arc<Part> {
-        let (buffer, charge) = self.buffer_for(request.len);
+        let (buffer, charge) = match epoch {
+            Some(_) => self.buffer_for(request.len),
+            // A hint is charged exactly what was planned: a spare buffer
+            // keeps the larger charge of its last use.
+            None => {
+                // Spares are freed as they would be for any buffer (the one
+                // that fits, too), so the new charge stays within the limit.
+                let counters = &self.shared.counters;
+                let allocated = || counters.allocated_for_blocks();
+                let limit = self.shared.policy.memory_limit();
+                drop(self.shared.spares.take(request.len, &allocated, limit));
+                let events = Some(self.shared.events_tx.clone());
+                (None, Charge::new(request.len, counters.clone(), events))
+            }
+        };
         let counters = self.shared.counters.clone();
         let (part, writer) = Part::new(
             part_buffer(buffer, request.len),
