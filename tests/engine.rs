@@ -208,18 +208,21 @@ fn a_soft_seek_forward_makes_no_request_and_keeps_the_streak() {
     for _ in 0..4 {
         read_n(&mut reader, 512);
     }
-    // Wait for read-ahead to fill the window, then skip into it.
+    // Wait for read-ahead to fill the window (every byte to 40 KiB asked
+    // for: jobs may start out of order), then skip into it.
     let probe = source.clone();
     watchdog(10, move || {
-        while probe
-            .calls()
-            .iter()
-            .map(|c| c.offset + c.len)
-            .max()
-            .unwrap_or(0)
-            < 40 * KIB
-            || probe.in_flight() > 0
-        {
+        let covered = |calls: &[Call]| {
+            let mut spans: Vec<_> = calls.iter().map(|c| (c.offset, c.offset + c.len)).collect();
+            spans.sort_unstable();
+            spans
+                .iter()
+                .try_fold(0, |end, &(start, stop)| {
+                    (start <= end).then_some(end.max(stop))
+                })
+                .unwrap_or(0)
+        };
+        while covered(&probe.calls()) < 40 * KIB || probe.in_flight() > 0 {
             std::thread::sleep(Duration::from_millis(1));
         }
     });
