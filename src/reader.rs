@@ -501,8 +501,8 @@ impl<S: RangeSource> PrefetchReader<S> {
             }
             if self.buffers.in_current(self.pos) {
                 self.wait_for_current()?;
-            } else if let Some((offset, issued)) = self.hints.covering(self.pos) {
-                self.take_hint(offset, issued)?;
+            } else if let Some((offset, _)) = self.hints.covering(self.pos) {
+                self.take_hint(offset)?;
             } else {
                 self.advance(want)?;
             }
@@ -556,36 +556,33 @@ impl<S: RangeSource> PrefetchReader<S> {
         }
     }
 
-    /// Makes the hinted part at `offset` the block being read; one not
-    /// `issued` yet is waited for.
-    fn take_hint(&mut self, offset: u64, issued: bool) -> Result<()> {
+    /// Makes the hinted part at `offset` the block being read, waiting
+    /// for it if the producer has not issued it yet.
+    fn take_hint(&mut self, offset: u64) -> Result<()> {
         self.receive_hints();
-        let issued = issued
-            || self
-                .hints
-                .covering(self.pos)
-                .is_some_and(|(_, issued)| issued);
+        let issued = self
+            .hints
+            .covering(self.pos)
+            .is_some_and(|(_, issued)| issued);
         if !issued && self.started {
             // The epoch's read-ahead may hold the memory the hint needs.
             self.new_epoch();
         }
         let started = Instant::now();
-        let link = self.link.as_ref().ok_or(Error::Closed)?;
         loop {
-            for hinted in link.hinted.try_iter() {
-                self.hints.receive(hinted);
-            }
             if let Some(part) = self.hints.take(offset) {
                 self.add_wait(started);
                 self.buffers.finish_current(self.pos);
                 self.buffers.set_current(offset, BlockData::new(part));
                 return Ok(());
             }
-            let hinted = link
+            let hinted = self
+                .link()?
                 .hinted
                 .recv()
                 .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))?;
             self.hints.receive(hinted);
+            self.receive_hints();
         }
     }
 

@@ -248,14 +248,8 @@ impl Part {
                 return Waited::Ready;
             }
             match &mut *state {
-                // Done means every byte was committed; a part that says so
-                // with fewer is a failure, not a wait without end.
-                PartState::Done if self.filled.load(Acquire) >= self.len => return Waited::Ready,
-                PartState::Done => {
-                    return Waited::Failed(Error::Terminated(
-                        "a part ended before its last byte".to_owned(),
-                    ))
-                }
+                // Done only once every byte was committed (`PartWriter::fill`).
+                PartState::Done => return Waited::Ready,
                 PartState::Failed(err) => {
                     let err = err
                         .take()

@@ -335,21 +335,9 @@ impl<S: RangeSource> Scheduler<S> {
         cancel: &Arc<AtomicBool>,
         request: Request,
     ) -> Arc<Part> {
-        let (buffer, charge) = match epoch {
-            Some(_) => self.buffer_for(request.len),
-            // A hint is charged exactly what was planned: a spare buffer
-            // keeps the larger charge of its last use.
-            None => {
-                // Spares are freed as they would be for any buffer (the one
-                // that fits, too), so the new charge stays within the limit.
-                let counters = &self.shared.counters;
-                let allocated = || counters.allocated_for_blocks();
-                let limit = self.shared.policy.memory_limit();
-                drop(self.shared.spares.take(request.len, &allocated, limit));
-                let events = Some(self.shared.events_tx.clone());
-                (None, Charge::new(request.len, counters.clone(), events))
-            }
-        };
+        // A hint is charged exactly what was planned (its room was kept
+        // to that): a spare keeps the larger charge of its last use.
+        let (buffer, charge) = self.buffer_for(request.len, epoch.is_some());
         let counters = self.shared.counters.clone();
         let (part, writer) = Part::new(
             part_buffer(buffer, request.len),
@@ -380,15 +368,18 @@ impl<S: RangeSource> Scheduler<S> {
         part
     }
 
-    /// A buffer (a spare one, when one fits) and its charge for a block of
-    /// `len` bytes, within the memory limit.
-    fn buffer_for(&self, len: u64) -> (Option<PartBuffer>, Charge) {
+    /// A buffer and its charge for a block of `len` bytes, within the
+    /// memory limit: a spare one when one fits and `reuse` allows, else a
+    /// new one charged `len` (spares are freed as room is needed either
+    /// way).
+    fn buffer_for(&self, len: u64, reuse: bool) -> (Option<PartBuffer>, Charge) {
         let counters = &self.shared.counters;
         let allocated = || counters.allocated_for_blocks();
         let limit = self.shared.policy.memory_limit();
         match self.shared.spares.take(len, &allocated, limit) {
-            Some((buffer, charge)) => (Some(buffer), charge),
-            None => {
+            Some((buffer, charge)) if reuse => (Some(buffer), charge),
+            // A spare not reused is freed here, before the new charge.
+            _ => {
                 let events = Some(self.shared.events_tx.clone());
                 (None, Charge::new(len, counters.clone(), events))
             }
