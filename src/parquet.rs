@@ -57,17 +57,23 @@ const MIN_PART: u64 = 4 << 20;
 /// ```
 #[derive(Clone)]
 pub struct RemoteFile {
-    inner: Arc<Inner>,
+    file: FileChunks,
     metadata: Arc<ParquetMetaData>,
 }
+
+/// The file's bytes as parquet asks for them: what `RemoteFile` serves,
+/// and what the footer is parsed from before the metadata exists.
+#[derive(Clone)]
+struct FileChunks(Arc<Inner>);
 
 struct Inner {
     source: Box<dyn RangeSource>,
     len: u64,
     /// Column chunks, sorted by start, once the footer is parsed.
     chunks: OnceLock<Vec<Chunk>>,
-    /// The columns read so far: the projection, as parquet reveals it.
-    columns_read: Mutex<BTreeSet<usize>>,
+    /// The chunks read so far, as (row group, column): the projection, as
+    /// parquet reveals it.
+    chunks_read: Mutex<BTreeSet<(usize, usize)>>,
     /// Chunks being fetched ahead, by start: a read of one waits for it.
     ahead: Mutex<HashMap<u64, Arc<Ahead>>>,
     cache: Mutex<Cache>,
@@ -185,7 +191,7 @@ impl RemoteFile {
             source: Box::new(source),
             len,
             chunks: OnceLock::new(),
-            columns_read: Mutex::new(BTreeSet::new()),
+            chunks_read: Mutex::new(BTreeSet::new()),
             ahead: Mutex::new(HashMap::new()),
             cache: Mutex::new(Cache {
                 entries: VecDeque::new(),
@@ -198,15 +204,16 @@ impl RemoteFile {
         let tail = len.saturating_sub(TAIL);
         let bytes = inner.fetch(tail..len)?;
         inner.cache.lock().insert(tail, bytes);
+        let file = FileChunks(inner.clone());
         let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&Opening(inner.clone()))
+            .parse_and_finish(&file)
             .map_err(|err| Error::InvalidResponse {
                 object: inner.source.location(),
                 detail: format!("not a parquet file: {err}"),
             })?;
         let _ = inner.chunks.set(column_chunks(&metadata, len));
         Ok(RemoteFile {
-            inner,
+            file,
             metadata: Arc::new(metadata),
         })
     }
@@ -220,7 +227,7 @@ impl RemoteFile {
     /// open, the tail's, one per fetch part, and retries), `bytes_fetched`
     /// and `retries`; the other counters stay 0.
     pub fn stats(&self) -> Stats {
-        self.inner.counters.snapshot()
+        self.file.0.counters.snapshot()
     }
 }
 
@@ -235,13 +242,15 @@ impl Inner {
     /// The bytes from `start` on: from the cache, else fetched — the
     /// column chunk holding `start` from there to its end (a window of it
     /// when it is too large to cache), or at least `want` bytes elsewhere.
-    /// A chunk read for the first time sets off the fetch of the same
-    /// columns' chunks in the next row group.
+    /// A chunk read for the first time sets off the fetch of the chunks
+    /// of the columns read so far in the next row group.
     fn bytes_from(self: &Arc<Self>, start: u64, want: u64) -> Result<Bytes> {
         let chunk = self.chunk_holding(start).cloned();
         if let Some(chunk) = &chunk {
-            self.columns_read.lock().insert(chunk.column);
-            self.fetch_ahead(chunk.row_group + 1);
+            let first = (self.chunks_read.lock()).insert((chunk.row_group, chunk.column));
+            if first {
+                self.fetch_ahead(chunk.row_group + 1);
+            }
         }
         if let Some(bytes) = self.cached(start, want) {
             return Ok(bytes);
@@ -280,13 +289,12 @@ impl Inner {
         let Some(chunks) = self.chunks.get() else {
             return;
         };
-        let columns = self.columns_read.lock().clone();
+        let columns: BTreeSet<usize> = self.chunks_read.lock().iter().map(|&(_, c)| c).collect();
         let mut ahead = self.ahead.lock();
-        let (mut room, limit) = {
+        let mut room = {
             let cache = self.cache.lock();
-            (cache.limit / 2, cache.limit)
+            (cache.limit / 2).saturating_sub(cache.bytes)
         };
-        room = room.saturating_sub(self.cache.lock().bytes.min(limit));
         let wanted = chunks
             .iter()
             .filter(|c| c.row_group == row_group && columns.contains(&c.column));
@@ -414,7 +422,7 @@ fn parquet_error(err: Error) -> ParquetError {
 
 impl Length for RemoteFile {
     fn len(&self) -> u64 {
-        self.inner.len
+        self.file.len()
     }
 }
 
@@ -422,66 +430,54 @@ impl ChunkReader for RemoteFile {
     type T = RemoteRead;
 
     fn get_read(&self, start: u64) -> ParquetResult<RemoteRead> {
-        get_read(&self.inner, start)
+        self.file.get_read(start)
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
-        get_bytes(&self.inner, start, length)
+        self.file.get_bytes(start, length)
     }
 }
 
-/// The file while its footer is parsed, before the metadata exists.
-struct Opening(Arc<Inner>);
-
-impl Length for Opening {
+impl Length for FileChunks {
     fn len(&self) -> u64 {
         self.0.len
     }
 }
 
-impl ChunkReader for Opening {
+impl ChunkReader for FileChunks {
     type T = RemoteRead;
 
     fn get_read(&self, start: u64) -> ParquetResult<RemoteRead> {
-        get_read(&self.0, start)
+        if start > self.0.len {
+            return Err(ParquetError::EOF(format!(
+                "a read at {start} of a {}-byte file",
+                self.0.len
+            )));
+        }
+        Ok(RemoteRead {
+            inner: self.0.clone(),
+            pos: start,
+            buf: Bytes::new(),
+        })
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> ParquetResult<Bytes> {
-        get_bytes(&self.0, start, length)
+        let len = self.0.len;
+        let end = start
+            .checked_add(length as u64)
+            .filter(|&end| end <= len)
+            .ok_or_else(|| {
+                ParquetError::EOF(format!("{length} bytes at {start} of a {len}-byte file"))
+            })?;
+        if start == end {
+            return Ok(Bytes::new());
+        }
+        let bytes = self
+            .0
+            .bytes_from(start, end - start)
+            .map_err(parquet_error)?;
+        Ok(bytes.slice(..length))
     }
-}
-
-fn get_read(inner: &Arc<Inner>, start: u64) -> ParquetResult<RemoteRead> {
-    if start > inner.len {
-        return Err(ParquetError::EOF(format!(
-            "a read at {start} of a {}-byte file",
-            inner.len
-        )));
-    }
-    Ok(RemoteRead {
-        inner: inner.clone(),
-        pos: start,
-        buf: Bytes::new(),
-    })
-}
-
-fn get_bytes(inner: &Arc<Inner>, start: u64, length: usize) -> ParquetResult<Bytes> {
-    let end = start
-        .checked_add(length as u64)
-        .filter(|&end| end <= inner.len)
-        .ok_or_else(|| {
-            ParquetError::EOF(format!(
-                "{length} bytes at {start} of a {}-byte file",
-                inner.len
-            ))
-        })?;
-    if start == end {
-        return Ok(Bytes::new());
-    }
-    let bytes = inner
-        .bytes_from(start, end - start)
-        .map_err(parquet_error)?;
-    Ok(bytes.slice(..length))
 }
 
 /// A reader of a [`RemoteFile`] from an offset on, served from the file's
