@@ -484,12 +484,18 @@ impl<S: RangeSource> PrefetchReader<S> {
         }
     }
 
-    /// Makes the byte at `pos` available; `false` at the end of the object.
-    fn ensure(&mut self, want: u64) -> Result<bool> {
-        if self.pos >= self.len {
-            return Ok(false);
-        }
-        while !self.buffers.contains(self.pos) {
+    /// The buffered bytes from the position on (empty when none are).
+    fn available(&self) -> &[u8] {
+        self.buffers.from(self.pos)
+    }
+
+    /// The buffered bytes from the position on, waiting for the byte at
+    /// the position when none are; empty only at the end of the object.
+    /// `want` is how many bytes the caller asks for, the demand told to
+    /// the producer if a block must be asked for. Both `fill_buf` and
+    /// `read` make bytes available through this alone.
+    fn fill(&mut self, want: u64) -> Result<&[u8]> {
+        while self.pos < self.len && !self.buffers.contains(self.pos) {
             if self.pool.is_current_thread_in_it() {
                 // The job this read would wait for may be queued behind the
                 // very thread that waits: a deadlock, so refuse instead.
@@ -507,12 +513,7 @@ impl<S: RangeSource> PrefetchReader<S> {
                 self.advance(want)?;
             }
         }
-        Ok(true)
-    }
-
-    /// The buffered bytes from the position on (empty when none are).
-    fn available(&self) -> &[u8] {
-        self.buffers.from(self.pos)
+        Ok(self.available())
     }
 
     /// Takes the next block of this epoch from the producer and makes it
@@ -675,6 +676,9 @@ impl<S: RangeSource> Read for PrefetchReader<S> {
         Ok(buf.len() - before)
     }
 
+    /// Fills `buf` from the bytes [`fill_buf`](BufRead::fill_buf) makes
+    /// available, block after block, and consumes them: the producer is
+    /// told of one read of `buf.len()` bytes, its demand.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.link()?;
         if buf.is_empty() {
@@ -689,15 +693,14 @@ impl<S: RangeSource> Read for PrefetchReader<S> {
         self.note_read(buf.len() as u64)?;
         let mut filled = 0;
         while filled < buf.len() {
-            match self.ensure((buf.len() - filled) as u64) {
-                Ok(true) => {
-                    let available = self.available();
+            match self.fill((buf.len() - filled) as u64) {
+                Ok([]) => break,
+                Ok(available) => {
                     let n = available.len().min(buf.len() - filled);
                     buf[filled..filled + n].copy_from_slice(&available[..n]);
                     filled += n;
-                    self.consume_bytes(n);
+                    self.consume(n);
                 }
-                Ok(false) => break,
                 Err(err) if filled == 0 => return Err(err.into()),
                 Err(err) => {
                     self.pending_error = Some(err);
@@ -710,13 +713,14 @@ impl<S: RangeSource> Read for PrefetchReader<S> {
 }
 
 impl<S: RangeSource> BufRead for PrefetchReader<S> {
+    /// Lends the buffered bytes at the position, waiting for the first of
+    /// them when none are buffered; empty at the end of the object.
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         self.begin()?;
         if self.available().is_empty() && self.pos < self.len {
             self.note_read(0)?;
-            self.ensure(1)?;
         }
-        Ok(self.available())
+        Ok(self.fill(1)?)
     }
 
     /// Marks `amt` bytes of the last [`fill_buf`](Self::fill_buf) as
