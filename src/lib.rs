@@ -72,7 +72,7 @@ pub use config::{
     MAX_PART_SIZE_LIMIT, MAX_SETTING_BYTES,
 };
 pub use error::{Error, Result};
-pub use open::{open, open_source, OpenOptions};
+pub use open::{open, open_source, open_tail, OpenOptions};
 pub use prefetch::policy::Advice;
 pub use prefetch::IO_THREADS;
 pub use reader::PrefetchReader;
@@ -81,8 +81,8 @@ pub use source::{
     FetchContext, FileSource, GcsSource, GcsSourceBuilder, HttpSource, HttpSourceBuilder,
     MemorySource, MmapSource, PartSink, RangeSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_GCS_ENDPOINT, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
-    DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, GCS_EMULATOR_HOST_ENV,
-    GCS_TOKEN_ENV,
+    DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT, DEFAULT_TAIL, DEFAULT_USER_AGENT,
+    GCS_EMULATOR_HOST_ENV, GCS_TOKEN_ENV, MAX_TAIL,
 };
 pub use source::{S3Source, S3SourceBuilder, DEFAULT_REGION};
 pub use stats::{Stats, StatsHandle};

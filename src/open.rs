@@ -10,7 +10,9 @@ use crate::reader::PrefetchReader;
 use crate::source::http::{percent_decode, redact_url};
 use crate::source::{FileSource, GcsSource, HttpSource, RangeSource, S3Source};
 #[cfg(doc)]
-use crate::source::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT};
+use crate::source::{
+    HttpSourceBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_TAIL, MAX_TAIL,
+};
 
 /// Opens `location` and returns a reader over it with every default
 /// setting: the one reader type for every kind of location
@@ -66,6 +68,30 @@ pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
     OpenOptions::new().open_source(location)
 }
 
+/// [`open`], asking for the object's last `n` bytes in the open's own
+/// request (HTTP(S) and `s3://`; see [`HttpSourceBuilder::tail`]) and
+/// keeping them: opening a zip or parquet file and reading its directory
+/// or footer is one request, one round trip. [`DEFAULT_TAIL`] (64 KiB)
+/// holds most footers.
+///
+/// ```no_run
+/// use std::io::{Read, Seek, SeekFrom};
+///
+/// let mut reader = prefetch_reader::open_tail("https://example.com/a.zip", 64 * 1024)?;
+/// let mut end = [0; 22];
+/// reader.seek(SeekFrom::End(-22))?;
+/// reader.read_exact(&mut end)?; // no request: the open brought it
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// Those of [`open`], and [`Error::InvalidConfig`] for `n` of 0 or over
+/// [`MAX_TAIL`].
+pub fn open_tail(location: &str, n: u64) -> Result<PrefetchReader> {
+    OpenOptions::new().tail(n).open(location)
+}
+
 /// Settings for opening a location: [`open`] and [`open_source`] with
 /// chosen network timeouts. The timeouts apply to HTTP(S), `gs://` and
 /// `s3://` locations (a local file has none); every other setting of those
@@ -85,6 +111,7 @@ pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
 pub struct OpenOptions {
     connect_timeout: Option<Duration>,
     read_timeout: Option<Duration>,
+    tail: Option<u64>,
 }
 
 impl OpenOptions {
@@ -106,6 +133,15 @@ impl OpenOptions {
     /// [`DEFAULT_READ_TIMEOUT`] (30 s). Must be more than zero.
     pub fn read_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.read_timeout = Some(timeout);
+        self
+    }
+
+    /// Asks for the object's last `n` bytes in the open's own request and
+    /// keeps them, for HTTP(S) and `s3://` locations ([`open_tail`]; see
+    /// [`HttpSourceBuilder::tail`]). A `gs://` location still asks for its
+    /// metadata first, and a local file reads what it is asked.
+    pub fn tail(&mut self, n: u64) -> &mut Self {
+        self.tail = Some(n);
         self
     }
 
@@ -143,9 +179,21 @@ impl OpenOptions {
             }};
         }
         Ok(match parse_location(location)? {
-            Location::Http => open_with_timeouts!(HttpSource::builder()),
+            Location::Http => open_with_timeouts!({
+                let mut builder = HttpSource::builder();
+                if let Some(n) = self.tail {
+                    builder.tail(n);
+                }
+                builder
+            }),
             Location::Gcs => open_with_timeouts!(GcsSource::builder()),
-            Location::S3 => open_with_timeouts!(S3Source::builder()),
+            Location::S3 => open_with_timeouts!({
+                let mut builder = S3Source::builder();
+                if let Some(n) = self.tail {
+                    builder.tail(n);
+                }
+                builder
+            }),
             Location::Path(path) => Box::new(FileSource::open(path)?),
         })
     }

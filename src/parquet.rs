@@ -30,7 +30,7 @@ use crate::stats::{Counters, Stats};
 
 /// Bytes of the file's end read at open: the footer and, for most files,
 /// all of the metadata before it (parquet's own readers guess 64 KiB too).
-const TAIL: u64 = 64 * 1024;
+const TAIL: u64 = crate::source::DEFAULT_TAIL;
 
 /// Bytes a fetch outside every column chunk (or of a chunk too large for
 /// the cache) gets at least, so that small reads there do not each cost a
@@ -150,14 +150,17 @@ impl Cache {
 
 impl RemoteFile {
     /// Opens the parquet file at `location` (a URL, `gs://`, `s3://` or a
-    /// path, as [`open_source`](crate::open_source) takes).
+    /// path, as [`open_source`](crate::open_source) takes). Over HTTP(S)
+    /// and `s3://` the open's one request brings the file's last 64 KiB
+    /// ([`OpenOptions::tail`](crate::OpenOptions::tail)), so a footer that
+    /// fits costs no other request.
     ///
     /// # Errors
     ///
     /// Those of [`open_source`](crate::open_source), and
     /// [`Error::InvalidResponse`] when the file's footer is not parquet's.
     pub fn open(location: &str) -> Result<RemoteFile> {
-        RemoteFile::new(crate::open_source(location)?)
+        RemoteFile::new(crate::OpenOptions::new().tail(TAIL).open_source(location)?)
     }
 
     /// A parquet file over `source`: reads its tail and parses the footer.
@@ -187,6 +190,7 @@ impl RemoteFile {
         let len = source.len();
         let counters = Arc::new(Counters::default());
         Counters::add(&counters.requests, source.requests_at_open());
+        Counters::add(&counters.bytes_fetched, source.bytes_at_open());
         let inner = Arc::new(Inner {
             source: Box::new(source),
             len,
@@ -377,8 +381,10 @@ impl Inner {
                 })
                 .collect::<Result<Vec<()>>>()
         })?;
-        // A source that does not report its bytes received them all.
-        let unreported = (len as u64).saturating_sub(ctx.bytes_received());
+        // Bytes served from what the open received were counted at open; a
+        // source that does not report its bytes received them all.
+        let reported = ctx.bytes_received() + ctx.bytes_from_open();
+        let unreported = (len as u64).saturating_sub(reported);
         Counters::add(&self.counters.bytes_fetched, unreported);
         Ok(Bytes::from(buf))
     }

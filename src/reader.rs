@@ -143,6 +143,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         let pool = IoPool::new(config.io_pool.clone())?;
         let counters = Arc::new(Counters::default());
         Counters::add(&counters.requests, source.requests_at_open());
+        Counters::add(&counters.bytes_fetched, source.bytes_at_open());
         let supports_ranges = source.supports_ranges();
         counters.single_stream.store(!supports_ranges, Relaxed);
         let frontier = Arc::new(Mutex::new(Frontier::default()));

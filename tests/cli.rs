@@ -149,6 +149,8 @@ fn bench_with_tiny_sizes_prints_a_table_whose_figures_parse() {
             ("members-hinted", "16K"),
             ("first-mib-drop", "64K"),
             ("eof-probe", "64K"),
+            ("footer", "40K"),
+            ("footer-tail", "40K"),
         ],
         "{text}"
     );
@@ -159,6 +161,8 @@ fn bench_with_tiny_sizes_prints_a_table_whose_figures_parse() {
         "members-hinted",
         "first-mib-drop",
         "eof-probe",
+        "footer",
+        "footer-tail",
     ];
     for row in &rows {
         assert_eq!(row.len(), header.len(), "{row:?}");
@@ -247,7 +251,9 @@ fn bench_json_prints_one_object_per_row() {
             "members",
             "members-hinted",
             "first-mib-drop",
-            "eof-probe"
+            "eof-probe",
+            "footer",
+            "footer-tail"
         ]
     );
     for row in &rows {

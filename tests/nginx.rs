@@ -167,6 +167,49 @@ fn nginx_zip_member_reads_through_the_reader() {
 }
 
 #[test]
+fn nginx_opens_with_the_tail_in_one_request_and_serves_the_directory_from_it() {
+    let Some(binary) =
+        nginx_or_skip("nginx_opens_with_the_tail_in_one_request_and_serves_the_directory_from_it")
+    else {
+        return;
+    };
+    watchdog(WATCHDOG_SECS, move || {
+        let members: Vec<(String, Vec<u8>)> = (0..50)
+            .map(|i| (format!("m{i}.bin"), random_bytes(40_000, 50 + i)))
+            .collect();
+        let zipped = zip_of(&members);
+        let nginx = Nginx::start(&binary, &[("archive.zip", &zipped), ("tiny.bin", b"tiny")]);
+        let reader = prefetch_reader::open_tail(&nginx.url("archive.zip"), 64 << 10).expect("open");
+        assert_eq!(reader.len(), zipped.len() as u64);
+        let mut zip = zip::ZipArchive::new(reader).expect("read the central directory");
+        assert_eq!(zip.len(), members.len());
+        let log = nginx.access_log();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one request opened it and read the directory: {log}"
+        );
+        assert!(
+            lines[0].contains("\"GET ") && lines[0].contains("\" 206 "),
+            "{log}"
+        );
+        let mut out = Vec::new();
+        zip.by_name("m7.bin")
+            .expect("member")
+            .read_to_end(&mut out)
+            .expect("read member");
+        assert!(out == members[7].1);
+        // An object shorter than the tail comes whole with the open.
+        let mut tiny = prefetch_reader::open_tail(&nginx.url("tiny.bin"), 64 << 10).expect("open");
+        let mut out = Vec::new();
+        tiny.read_to_end(&mut out).expect("read");
+        assert_eq!(out, b"tiny");
+        assert_eq!(tiny.stats().requests, 1);
+    });
+}
+
+#[test]
 fn nginx_404_is_not_found_naming_the_url() {
     let Some(binary) = nginx_or_skip("nginx_404_is_not_found_naming_the_url") else {
         return;

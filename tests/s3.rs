@@ -198,22 +198,35 @@ fn a_20_mib_object_reads_exactly_in_sequence_and_after_random_seeks() {
 }
 
 #[test]
-fn a_zip_member_is_read_from_an_s3_object() {
+fn a_zip_member_is_read_from_an_s3_object_whose_directory_a_tail_open_brings() {
     with_moto(|moto| {
         let member = random_bytes(300_000, 2);
         let zipped = zip_of(&[("first.txt", &b"hello"[..]), ("dir/member.bin", &member)]);
         moto.create_bucket("zips");
         moto.put("zips", "archive.zip", &zipped);
-        let source = moto.builder().open("s3://zips/archive.zip").expect("open");
-        let reader = PrefetchReader::new(source).expect("reader");
-        let mut archive = zip::ZipArchive::new(reader).expect("read the zip directory");
-        let mut out = Vec::new();
-        archive
-            .by_name("dir/member.bin")
-            .expect("member")
-            .read_to_end(&mut out)
-            .expect("read the member");
-        assert!(out == member, "the member differs");
+        for tail in [None, Some(64 << 10)] {
+            let mut builder = moto.builder();
+            if let Some(n) = tail {
+                builder.tail(n);
+            }
+            let source = builder.open("s3://zips/archive.zip").expect("open");
+            assert_eq!(source.len(), zipped.len() as u64);
+            let reader = PrefetchReader::new(source).expect("reader");
+            let stats = reader.stats_handle();
+            let mut archive = zip::ZipArchive::new(reader).expect("read the zip directory");
+            assert_eq!(archive.len(), 2);
+            if tail.is_some() {
+                // One signed suffix request opened it and read the directory.
+                assert_eq!(stats.get().requests, 1);
+            }
+            let mut out = Vec::new();
+            archive
+                .by_name("dir/member.bin")
+                .expect("member")
+                .read_to_end(&mut out)
+                .expect("read the member");
+            assert!(out == member, "the member differs ({tail:?})");
+        }
     });
 }
 

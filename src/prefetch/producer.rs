@@ -469,7 +469,8 @@ fn fetch<S: RangeSource>(
             received: filled as u64,
         },
     );
-    let received = ctx.bytes_received();
+    // Bytes served from what the open received were counted at open.
+    let received = ctx.bytes_received() + ctx.bytes_from_open();
     if received < committed {
         Counters::add(&counters.bytes_fetched, committed - received);
     } else {

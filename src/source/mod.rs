@@ -24,7 +24,7 @@ pub use gcs::{
 pub use http::{
     HttpSource, HttpSourceBuilder, RetryPolicy, DEFAULT_CONNECT_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
     DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_TIME, DEFAULT_READ_TIMEOUT,
-    DEFAULT_USER_AGENT,
+    DEFAULT_TAIL, DEFAULT_USER_AGENT, MAX_TAIL,
 };
 pub use memory::MemorySource;
 pub use mmap::MmapSource;
@@ -144,6 +144,15 @@ pub trait RangeSource: Debug + Send + Sync + 'static {
         0
     }
 
+    /// Body bytes the source received while it was opened (the object's
+    /// tail, when the open asked for it): the reader counts them in
+    /// [`Stats::bytes_fetched`](crate::Stats::bytes_fetched). A read served
+    /// from them reports so with [`FetchContext::record_from_open`].
+    /// Defaults to 0.
+    fn bytes_at_open(&self) -> u64 {
+        0
+    }
+
     /// The object's name for messages: a path, or a URL with secrets
     /// redacted. Defaults to the `Debug` form.
     fn location(&self) -> String {
@@ -203,6 +212,9 @@ macro_rules! forward_range_source {
             fn requests_at_open(&self) -> u64 {
                 (**self).requests_at_open()
             }
+            fn bytes_at_open(&self) -> u64 {
+                (**self).bytes_at_open()
+            }
             fn supports_ranges(&self) -> bool {
                 (**self).supports_ranges()
             }
@@ -261,6 +273,8 @@ pub struct FetchContext {
     /// Nanoseconds from `started` to the first byte, plus one (0: none yet).
     first_byte: AtomicU64,
     received: AtomicU64,
+    /// Bytes served from what the source received at open.
+    from_open: AtomicU64,
 }
 
 impl Default for FetchContext {
@@ -282,6 +296,7 @@ impl FetchContext {
             started: Instant::now(),
             first_byte: AtomicU64::new(0),
             received: AtomicU64::new(0),
+            from_open: AtomicU64::new(0),
         }
     }
 
@@ -327,6 +342,24 @@ impl FetchContext {
     /// (one reading a single stream, which the engine does not count).
     pub(crate) fn record_request(&self) {
         Counters::add(&self.counters.requests, 1);
+    }
+
+    /// Reports, before committing them, that this call's `bytes` come
+    /// from bytes the source received while it was opened (counted then,
+    /// in [`RangeSource::bytes_at_open`]): the request the reader counted
+    /// for the call was never sent, and the bytes are not counted again.
+    pub fn record_from_open(&self, bytes: u64) {
+        let _ = self
+            .counters
+            .requests
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+        self.from_open.fetch_add(bytes, Relaxed);
+    }
+
+    /// Bytes served from the open's bytes so far
+    /// ([`record_from_open`](Self::record_from_open)).
+    pub(crate) fn bytes_from_open(&self) -> u64 {
+        self.from_open.load(Relaxed)
     }
 
     /// Bytes reported so far through [`add_bytes`](Self::add_bytes).

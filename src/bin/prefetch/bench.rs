@@ -37,6 +37,10 @@
 //!   needed.
 //! - **eof-probe**: a seek to the end and a read there, which returns
 //!   nothing; budget 0 bytes.
+//! - **footer**: the last 8 bytes, then the 40 KiB before them in one
+//!   read, as a parquet reader finds its footer; budget 2× needed.
+//! - **footer-tail**: the same, opened with the object's last 64 KiB in
+//!   the open's own request (`OpenOptions::tail`): one request in all.
 //!
 //! Every row but the ceiling checks the bytes it reads against the
 //! generated pattern, so no figure comes from wrong data. Every clock starts before the object is
@@ -49,7 +53,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prefetch_reader::testing::{fill_pattern, pattern_byte, TestServer};
-use prefetch_reader::{open_source, Advice, FetchContext, PrefetchReader, RangeSource, Stats};
+use prefetch_reader::{
+    open_source, Advice, FetchContext, PrefetchReader, RangeSource, Stats, DEFAULT_TAIL,
+};
 
 use crate::error::{read_error, stdout_error, Error, Result};
 use crate::options::ReadOptions;
@@ -74,7 +80,9 @@ against a budget: `random-4k` (random 4 KiB reads; budget 4x needed),
 `members` (three 1 MiB reads at random offsets, in 16 KiB reads; 2x),
 `members-hinted` (the same, named first with `will_need`; 2x),
 `first-mib-drop` (the first 1 MiB in 64 KiB reads, then drop; 2x) and
-`eof-probe` (a read at the end; 0 bytes). Columns: MiB/s over the whole run, reads/s, ms until the
+`eof-probe` (a read at the end; 0 bytes), `footer` (the last 8 bytes,
+then the 40 KiB before them; 2x) and `footer-tail` (the same, the open
+bringing the last 64 KiB; 2x). Columns: MiB/s over the whole run, reads/s, ms until the
 first read returned (clock started before opening), range requests, bytes
 fetched / bytes delivered (needed), the ratios to the link limit (min of
 concurrency x bandwidth and the ceiling) and to plain reads of the same
@@ -128,7 +136,11 @@ const MEMBER_READ: u64 = 16 * KIB;
 const FIRST_SPAN: u64 = MIB;
 const FIRST_READ: u64 = 64 * KIB;
 
-/// Budget of `members` and `first-mib-drop`, in bytes needed: read-ahead
+/// `footer`: a parquet file's footer and the metadata it points back to.
+const FOOTER_END: u64 = 8;
+const FOOTER_SPAN: u64 = 40 * KIB;
+
+/// Budget of `members`, `first-mib-drop` and `footer`, in bytes needed: read-ahead
 /// may cost as much again as was read, not more.
 const SPAN_BUDGET: u64 = 2;
 
@@ -364,6 +376,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     report.row(members_hinted(&target, &args.read)?)?;
     report.row(first_mib_drop(&target, &args.read)?)?;
     report.row(eof_probe(&target, &args.read)?)?;
+    report.row(footer(&target, &args.read, false)?)?;
+    report.row(footer(&target, &args.read, true)?)?;
     report.footer(started.elapsed())
 }
 
@@ -714,6 +728,42 @@ fn eof_probe(target: &Target, options: &ReadOptions) -> Result<Row> {
         ttfb: Some(ttfb),
     };
     Ok(span.row("eof-probe", started, &stats, 0))
+}
+
+/// The last [`FOOTER_END`] bytes, then the [`FOOTER_SPAN`] before them in
+/// one read, as a parquet reader finds its footer then its metadata; with
+/// `tail`, the open's own request brings the object's last
+/// [`DEFAULT_TAIL`] bytes.
+fn footer(target: &Target, options: &ReadOptions, tail: bool) -> Result<Row> {
+    let started = Instant::now();
+    let mut reader = if tail {
+        let source = options
+            .open_options()
+            .tail(DEFAULT_TAIL)
+            .open_source(&target.location)?;
+        options.builder().build(source)?
+    } else {
+        options.open(&target.location)?
+    };
+    let len = target.object_len;
+    let end = FOOTER_END.min(len);
+    let span = FOOTER_SPAN.min(len - end);
+    seek(&mut reader, target, SeekFrom::End(-(end as i64)))?;
+    let mut total = read_span(&mut reader, target, len - end, end, end, started)?;
+    let before = len - end - span;
+    seek(&mut reader, target, SeekFrom::Start(before))?;
+    total.add(&read_span(
+        &mut reader,
+        target,
+        before,
+        span,
+        span,
+        started,
+    )?);
+    let stats = reader.stats();
+    let budget = total.bytes.saturating_mul(SPAN_BUDGET);
+    let case = if tail { "footer-tail" } else { "footer" };
+    Ok(total.row(case, started, &stats, budget))
 }
 
 /// `reader.seek(to)`, its error naming the object.
@@ -1073,6 +1123,8 @@ mod tests {
             members_hinted(target, options)?,
             first_mib_drop(target, options)?,
             eof_probe(target, options)?,
+            footer(target, options, false)?,
+            footer(target, options, true)?,
         ])
     }
 
@@ -1095,6 +1147,8 @@ mod tests {
                 ("members-hinted", 3 * MIB, 3 * 64),
                 ("first-mib-drop", MIB, 16),
                 ("eof-probe", 0, 1),
+                ("footer", 40 * KIB + 8, 2),
+                ("footer-tail", 40 * KIB + 8, 2),
             ]
         );
         let budgets: Vec<_> = rows.iter().map(|r| r.budget).collect();
@@ -1106,10 +1160,17 @@ mod tests {
                 Some(6 * MIB),
                 Some(6 * MIB),
                 Some(2 * MIB),
-                Some(0)
+                Some(0),
+                Some(2 * (40 * KIB + 8)),
+                Some(2 * (40 * KIB + 8)),
             ]
         );
         assert!(rows.iter().all(|r| r.bytes == r.delivered));
+        // The footer comes with a tail open's one request; otherwise the
+        // open and each read ask on their own.
+        let requests = |case| rows.iter().find(|r| r.case == case).map(|r| r.requests);
+        assert_eq!(requests("footer-tail"), Some(1));
+        assert_eq!(requests("footer"), Some(3));
         // Whatever the reader's policy, it fetched at least what was read,
         // each byte once (the members overlap, and a byte read twice is
         // fetched once).
@@ -1146,6 +1207,8 @@ mod tests {
                 ("members-hinted", 3 * 10),
                 ("first-mib-drop", 10),
                 ("eof-probe", 0),
+                ("footer", 10),
+                ("footer-tail", 10),
             ]
         );
     }
@@ -1161,6 +1224,8 @@ mod tests {
         assert!(members(&target, &options).is_err());
         assert!(members_hinted(&target, &options).is_err());
         assert!(first_mib_drop(&target, &options).is_err());
+        assert!(footer(&target, &options, false).is_err());
+        assert!(footer(&target, &options, true).is_err());
     }
 
     #[test]

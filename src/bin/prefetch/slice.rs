@@ -49,6 +49,10 @@ impl RangeSource for Slice {
         self.inner.requests_at_open()
     }
 
+    fn bytes_at_open(&self) -> u64 {
+        self.inner.bytes_at_open()
+    }
+
     fn location(&self) -> String {
         self.inner.location()
     }

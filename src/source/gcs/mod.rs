@@ -204,6 +204,10 @@ impl RangeSource for GcsSource {
         self.http.requests_at_open()
     }
 
+    fn bytes_at_open(&self) -> u64 {
+        self.http.bytes_at_open()
+    }
+
     fn location(&self) -> String {
         self.location.clone()
     }

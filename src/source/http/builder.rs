@@ -11,7 +11,7 @@ use ureq::Agent;
 
 use super::{
     own_agent, url, AgentSlot, HttpSource, RequestHooks, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, INITIAL_POOL_SIZE,
+    DEFAULT_READ_TIMEOUT, DEFAULT_USER_AGENT, INITIAL_POOL_SIZE, MAX_TAIL,
 };
 use crate::error::{Error, Result};
 use crate::redact::redact_url;
@@ -40,6 +40,7 @@ pub struct HttpSourceBuilder {
     retry: RetryPolicy,
     user_agent: Option<String>,
     agent: Option<Agent>,
+    tail: Option<u64>,
 }
 
 impl HttpSourceBuilder {
@@ -110,6 +111,20 @@ impl HttpSourceBuilder {
         self
     }
 
+    /// Opens with one `GET` of the object's last `n` bytes (`Range:
+    /// bytes=-N`) in place of a `HEAD`: the length and validator come from
+    /// its `Content-Range` and `ETag`, and the bytes are kept, so reads
+    /// inside them (a zip's directory, a parquet footer) need no request.
+    /// Opening and reading a footer is then one round trip. A server that
+    /// answers with the whole object (no ranges) is read as one stream, as
+    /// after any open; one that answers `416` is asked as without a tail.
+    /// Off by default; `n` is 1 byte to [`MAX_TAIL`] (64 MiB), checked at
+    /// open. [`DEFAULT_TAIL`](super::DEFAULT_TAIL) (64 KiB) holds most footers.
+    pub fn tail(&mut self, n: u64) -> &mut Self {
+        self.tail = Some(n);
+        self
+    }
+
     /// Opens the object at `url` with these settings.
     ///
     /// # Errors
@@ -117,8 +132,9 @@ impl HttpSourceBuilder {
     /// [`Error::InvalidConfig`] for a header that cannot be sent, and those
     /// of [`HttpSource::open`].
     pub fn open(&self, url: &str) -> Result<HttpSource> {
+        let tail = self.checked_tail()?;
         let mut source = self.prepare(url, redact_url(url))?;
-        let meta = source.learn_metadata(true)?;
+        let meta = source.learn_metadata(true, tail)?;
         source.pin_to(meta)?;
         Ok(source)
     }
@@ -143,11 +159,23 @@ impl HttpSourceBuilder {
         location: String,
         hooks: Arc<dyn RequestHooks>,
     ) -> Result<HttpSource> {
+        let tail = self.checked_tail()?;
         let mut source = self.prepare_target(String::new(), None, location, Some(hooks))?;
         // S3 serves byte ranges, whether or not it says so.
-        let meta = source.learn_metadata(false)?;
+        let meta = source.learn_metadata(false, tail)?;
         source.pin_to(meta)?;
         Ok(source)
+    }
+
+    /// The tail to ask for at open, if within bounds.
+    fn checked_tail(&self) -> Result<Option<u64>> {
+        match self.tail {
+            Some(n) if n == 0 || n > MAX_TAIL => Err(Error::InvalidConfig {
+                setting: "tail",
+                reason: format!("must be 1 byte to {MAX_TAIL} bytes, not {n}"),
+            }),
+            tail => Ok(tail),
+        }
     }
 
     fn prepare_target(
@@ -223,6 +251,7 @@ impl HttpSourceBuilder {
             sent: AtomicU64::new(0),
             sent_at_open: 0,
             stream: None,
+            tail: None,
         })
     }
 }
@@ -242,6 +271,7 @@ impl fmt::Debug for HttpSourceBuilder {
             .field("retry", &self.retry)
             .field("user_agent", &self.user_agent)
             .field("agent", &self.agent.as_ref().map(|_| "caller's"))
+            .field("tail", &self.tail)
             .finish()
     }
 }

@@ -43,6 +43,7 @@ mod checks;
 mod redirect;
 mod response;
 mod retry;
+mod tail;
 mod url;
 mod whole;
 
@@ -57,6 +58,16 @@ pub(crate) use url::{parse_http_url, percent_decode};
 use response::{is_weak_etag, parse_content_range};
 use response::{parse_u64, ContentRange};
 use retry::{sleep_unless_cancelled, Retrier};
+
+/// The tail an open asks for where a footer is expected
+/// ([`HttpSourceBuilder::tail`], [`open_tail`](crate::open_tail)): 64 KiB
+/// holds a zip's end records and most parquet footers, and costs about as
+/// much time as one byte on any link fast enough to read them.
+pub const DEFAULT_TAIL: u64 = 64 * 1024;
+
+/// The largest tail an open may ask for ([`HttpSourceBuilder::tail`]): it
+/// is held in memory for the source's life.
+pub const MAX_TAIL: u64 = 64 << 20;
 
 /// How long connecting (DNS, TCP and TLS) may take before it is a timeout.
 /// Ten seconds outlasts a congested link yet reports a dead host soon.
@@ -175,6 +186,8 @@ pub struct HttpSource {
     /// Set when the server ignores byte ranges: the one response reads go
     /// through, in order.
     stream: Option<whole::WholeStream>,
+    /// The object's last bytes, when the open asked for them.
+    tail: Option<tail::Tail>,
 }
 
 /// How reads are pinned when the URL names one version of the object (as
@@ -250,6 +263,26 @@ struct Metadata {
     ranges_advertised: bool,
     /// The whole object's response, from a server that ignores ranges.
     stream: Option<whole::WholeStream>,
+    /// The object's last bytes, from an open that asked for them.
+    tail: Option<tail::Tail>,
+}
+
+/// The bytes a `GET` asks for, as its `Range` header says them.
+#[derive(Debug, Clone, Copy)]
+enum Span {
+    /// `bytes=START-LAST`, both included.
+    Range(u64, u64),
+    /// `bytes=-N`: the last `N` bytes, or all of a shorter object.
+    Last(u64),
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Span::Range(start, last) => write!(f, "bytes={start}-{last}"),
+            Span::Last(n) => write!(f, "bytes=-{n}"),
+        }
+    }
 }
 
 impl HttpSource {
@@ -342,6 +375,7 @@ impl HttpSource {
         self.pin = None;
         self.version_in_url = Some(version);
         self.stream = None;
+        self.tail = None;
         self.sent_at_open = self.sent.load(Relaxed);
         Ok(())
     }
@@ -393,10 +427,17 @@ impl HttpSource {
     /// Learns length and validator: `HEAD`, or a `GET` of the first byte
     /// where `HEAD` is refused or says too little. With `probe_ranges`, a
     /// `HEAD` that does not advertise byte ranges is followed by a `GET` of
-    /// the first byte, to find a server that ignores them.
-    fn learn_metadata(&self, probe_ranges: bool) -> Result<Metadata> {
+    /// the first byte, to find a server that ignores them. With a `tail`
+    /// of `n` bytes, one `GET` of the last `n` learns it all and brings
+    /// them, unless the server's answer says too little.
+    fn learn_metadata(&self, probe_ranges: bool, tail: Option<u64>) -> Result<Metadata> {
         let ctx = FetchContext::new();
         let agent = self.agent();
+        if let Some(n) = tail {
+            if let Some(meta) = self.with_retries(&ctx, || self.learn_with_tail(&agent, n, &ctx))? {
+                return Ok(meta);
+            }
+        }
         if let Some(mut meta) = self.with_retries(&ctx, || self.head(&agent))? {
             if probe_ranges && !meta.ranges_advertised && meta.len > 1 {
                 let etag = meta.etag.as_deref();
@@ -449,7 +490,7 @@ impl HttpSource {
     /// `GET` of `bytes=0-0`: `206` with `Content-Range: bytes 0-0/TOTAL`; a
     /// 0-byte object answers 416 (`bytes */0`) or 200 with an empty body.
     fn probe(&self, agent: &Agent) -> Result<Metadata, Failure> {
-        let mut response = self.send(agent, Method::GET, Some((0, 0)), false)?;
+        let mut response = self.send(agent, Method::GET, Some(Span::Range(0, 0)), false)?;
         let status = response.status().as_u16();
         let what = "GET bytes=0-0";
         match status {
@@ -489,15 +530,7 @@ impl HttpSource {
                     .into()),
             },
             200 => {
-                self.check_encoding(&response, what)?;
-                let value = header_str(&response, header::CONTENT_LENGTH).ok_or_else(|| {
-                    self.invalid(format!(
-                        "{what}: 200 without Content-Length; the length is unknown"
-                    ))
-                })?;
-                let len = parse_u64(value.trim()).ok_or_else(|| {
-                    self.invalid(format!("{what}: non-numeric Content-Length `{value}`"))
-                })?;
+                let len = self.whole_length(&response, what)?;
                 let mut meta = self.metadata(&response, len);
                 if len > 1 {
                     let etag = meta.etag.clone();
@@ -509,6 +542,19 @@ impl HttpSource {
         }
     }
 
+    /// The object's length from a `200` to a ranged `GET` (the whole
+    /// object, unencoded): its `Content-Length`, which must be there.
+    fn whole_length(&self, response: &Response<Body>, what: &str) -> Result<u64> {
+        self.check_encoding(response, what)?;
+        let value = header_str(response, header::CONTENT_LENGTH).ok_or_else(|| {
+            self.invalid(format!(
+                "{what}: 200 without Content-Length; the length is unknown"
+            ))
+        })?;
+        parse_u64(value.trim())
+            .ok_or_else(|| self.invalid(format!("{what}: non-numeric Content-Length `{value}`")))
+    }
+
     fn metadata(&self, response: &Response<Body>, len: u64) -> Metadata {
         Metadata {
             len,
@@ -516,6 +562,7 @@ impl HttpSource {
             last_modified: header_str(response, header::LAST_MODIFIED).map(|v| v.trim().to_owned()),
             ranges_advertised: whole::advertises_ranges(response),
             stream: None,
+            tail: None,
         }
     }
 
@@ -541,6 +588,7 @@ impl HttpSource {
         self.etag = meta.etag;
         self.last_modified = meta.last_modified;
         self.stream = meta.stream;
+        self.tail = meta.tail;
         Ok(())
     }
 
@@ -593,7 +641,7 @@ impl HttpSource {
     ) -> Result<(), Failure> {
         let start = offset + sink.filled() as u64;
         let last = offset + sink.len() as u64 - 1;
-        let mut response = self.send(agent, Method::GET, Some((start, last)), true)?;
+        let mut response = self.send(agent, Method::GET, Some(Span::Range(start, last)), true)?;
         let whole = match response.status().as_u16() {
             206 => {
                 self.check_partial(&response, start, last)?;
@@ -641,11 +689,11 @@ impl HttpSource {
         &self,
         agent: &Agent,
         method: Method,
-        range: Option<(u64, u64)>,
+        range: Option<Span>,
         pinned: bool,
     ) -> Result<Response<Body>, Failure> {
         let what = match range {
-            Some((start, last)) => format!("{method} bytes={start}-{last}"),
+            Some(span) => format!("{method} {span}"),
             None => method.to_string(),
         };
         self.send_as(agent, method, range, pinned, what)
@@ -658,7 +706,7 @@ impl HttpSource {
         &self,
         agent: &Agent,
         method: Method,
-        range: Option<(u64, u64)>,
+        range: Option<Span>,
         pinned: bool,
         what: String,
     ) -> Result<Response<Body>, Failure> {
@@ -723,7 +771,7 @@ impl HttpSource {
         agent: &Agent,
         method: &Method,
         url: &str,
-        range: Option<(u64, u64)>,
+        range: Option<Span>,
         pinned: bool,
         foreign: bool,
         what: &str,
@@ -741,8 +789,8 @@ impl HttpSource {
             request = request.header(name, value);
         }
         request = request.header(header::ACCEPT_ENCODING, "identity");
-        if let Some((start, last)) = range {
-            request = request.header(header::RANGE, format!("bytes={start}-{last}"));
+        if let Some(span) = range {
+            request = request.header(header::RANGE, span.to_string());
         }
         if pinned {
             if let Some((name, value)) = &self.pin {
@@ -803,6 +851,11 @@ impl RangeSource for HttpSource {
         self.sent_at_open
     }
 
+    /// The tail's bytes, when the open asked for them.
+    fn bytes_at_open(&self) -> u64 {
+        self.tail.as_ref().map_or(0, tail::Tail::len)
+    }
+
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {
         self.read_streaming(offset, &mut PartSink::new(buf), ctx)
     }
@@ -821,6 +874,11 @@ impl RangeSource for HttpSource {
         }
         if let Some(stream) = &self.stream {
             return self.read_streamed(stream, offset, sink, ctx);
+        }
+        if let Some(tail) = &self.tail {
+            if tail.serve(offset, sink, ctx) {
+                return Ok(());
+            }
         }
         let agent = self.agent();
         let result = self.with_retries(ctx, || self.fetch(&agent, offset, sink, ctx));

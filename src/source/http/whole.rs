@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use ureq::http::{header, Method, Response};
 use ureq::{Agent, Body, BodyReader};
 
-use super::{header_str, parse_u64, ContentRange, Failure, HttpSource, BODY_CHUNK};
+use super::{header_str, parse_u64, ContentRange, Failure, HttpSource, Span, BODY_CHUNK};
 use crate::error::{Error, Result};
 use crate::source::{FetchContext, PartSink};
 
@@ -72,7 +72,7 @@ impl HttpSource {
         etag: Option<&str>,
     ) -> Result<Option<WholeStream>, Failure> {
         let what = "GET bytes=0-0";
-        let mut response = self.send(agent, Method::GET, Some((0, 0)), false)?;
+        let mut response = self.send(agent, Method::GET, Some(Span::Range(0, 0)), false)?;
         match response.status().as_u16() {
             206 => {
                 self.check_encoding(&response, what)?;

@@ -141,6 +141,13 @@ impl S3SourceBuilder {
         self
     }
 
+    /// Opens with one `GET` of the object's last `n` bytes, kept for reads
+    /// of them; see [`HttpSourceBuilder::tail`].
+    pub fn tail(&mut self, n: u64) -> &mut Self {
+        self.http.tail(n);
+        self
+    }
+
     /// Sends requests through `agent`; see [`HttpSourceBuilder::agent`].
     pub fn agent(&mut self, agent: Agent) -> &mut Self {
         self.http.agent(agent);

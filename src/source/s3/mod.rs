@@ -166,6 +166,10 @@ impl RangeSource for S3Source {
         self.http.requests_at_open()
     }
 
+    fn bytes_at_open(&self) -> u64 {
+        self.http.bytes_at_open()
+    }
+
     /// `s3://bucket/key`.
     fn location(&self) -> String {
         self.http.location()
