@@ -175,14 +175,18 @@ fn a_read_past_a_hint_goes_on_as_usual_and_a_closed_reader_takes_no_hint() {
     });
 }
 
+/// The test server with 8 MiB of the pattern at `/o.bin`.
+fn server_of_8_mib() -> TestServer {
+    TestServer::builder()
+        .object("/o.bin", pattern(8 << 20))
+        .build()
+        .expect("server")
+}
+
 #[test]
 fn hinted_ranges_over_http_cost_one_request_each() {
     watchdog(WATCHDOG_SECS, || {
-        let data = pattern(8 << 20);
-        let server = TestServer::builder()
-            .object("/o.bin", data)
-            .build()
-            .expect("server");
+        let server = server_of_8_mib();
         let source = HttpSource::open(&server.url("/o.bin")).expect("open");
         let mut reader = PrefetchReader::new(source).expect("reader");
         let ranges = [6 * MIB..6 * MIB + 300, 2 * MIB..3 * MIB];
@@ -191,12 +195,7 @@ fn hinted_ranges_over_http_cost_one_request_each() {
             read_range(&mut reader, range);
         }
         reader.wait_until_quiet().expect("quiet");
-        let gets = server
-            .requests()
-            .iter()
-            .filter(|r| r.method == "GET")
-            .count();
-        assert_eq!(gets, 2);
+        assert_eq!(server.get_count(), 2);
         assert_eq!(reader.stats().requests, 3, "the HEAD and two GETs");
     });
 }
@@ -242,11 +241,7 @@ fn parts_of_replaced_calls_never_starve_a_read_outside_the_hints() {
 #[test]
 fn hints_over_a_server_without_ranges_are_left_to_the_stream() {
     watchdog(WATCHDOG_SECS, || {
-        let data = pattern(8 << 20);
-        let server = TestServer::builder()
-            .object("/o.bin", data)
-            .build()
-            .expect("server");
+        let server = server_of_8_mib();
         server.set_persistent_fault(Some(prefetch_reader::testing::Fault::IgnoreRange));
         let source = HttpSource::open(&server.url("/o.bin")).expect("open");
         let mut reader = PrefetchReader::new(source).expect("reader");
@@ -256,5 +251,8 @@ fn hints_over_a_server_without_ranges_are_left_to_the_stream() {
         read_range(&mut reader, 0..1000);
         read_range(&mut reader, 2 * MIB..3 * MIB);
         read_range(&mut reader, 6 * MIB..6 * MIB + 1000);
+        // The hints asked for nothing: one stream served every read.
+        assert!(reader.stats().single_stream);
+        assert_eq!(server.get_count(), 1);
     });
 }
