@@ -330,7 +330,6 @@ impl ReaderBuilder {
     }
 
     /// The settings, validated: for readers other than `PrefetchReader`.
-    #[cfg(feature = "parquet")]
     pub(crate) fn validated(&self) -> Result<&Config> {
         self.config.validate()?;
         Ok(&self.config)

@@ -61,6 +61,7 @@ pub mod parquet;
 mod prefetch;
 mod reader;
 mod redact;
+mod shared;
 mod source;
 mod stats;
 #[cfg(feature = "testing")]
@@ -77,6 +78,7 @@ pub use prefetch::policy::Advice;
 pub use prefetch::IO_THREADS;
 pub use reader::PrefetchReader;
 pub use redact::redact;
+pub use shared::{ObjectCursor, SharedObject};
 pub use source::{
     FetchContext, FileSource, GcsSource, GcsSourceBuilder, HttpSource, HttpSourceBuilder,
     MemorySource, MmapSource, PartSink, RangeSource, RetryPolicy, DEFAULT_CONNECT_TIMEOUT,

@@ -13,19 +13,12 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
-use std::sync::Arc;
 
-use common::{build, settled, watchdog, KIB, MIB};
-use prefetch_reader::testing::{pattern, Call, CountingSource, TestServer};
-use prefetch_reader::{Error, HttpSource, MemorySource, PrefetchReader};
+use common::{build, counted, settled, watchdog, KIB, MIB};
+use prefetch_reader::testing::{pattern, Call, TestServer};
+use prefetch_reader::{Error, HttpSource, PrefetchReader};
 
 const WATCHDOG_SECS: u64 = 60;
-
-fn counted(len: u64) -> Arc<CountingSource<MemorySource>> {
-    Arc::new(CountingSource::new(MemorySource::new(pattern(
-        len as usize,
-    ))))
-}
 
 fn spans(calls: &[Call]) -> Vec<(u64, u64)> {
     let mut spans: Vec<_> = calls.iter().map(|c| (c.offset, c.offset + c.len)).collect();

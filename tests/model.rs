@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use common::{KIB, MIB};
 use prefetch_reader::testing::{pattern, ScriptedSource, Step};
-use prefetch_reader::{Error, MemorySource, PrefetchReader, RangeSource, ReaderBuilder};
+use prefetch_reader::{
+    Error, MemorySource, PrefetchReader, RangeSource, ReaderBuilder, SharedObject,
+};
 use proptest::prelude::*;
 
 /// One thing a caller does to a reader.
@@ -154,6 +156,18 @@ fn assert_idle_stays_quiet<S: RangeSource>(reader: &PrefetchReader<S>, at: &str)
 
 /// Runs `ops` on both; panics on the first difference.
 fn check_against_cursor<S: RangeSource>(data: &[u8], mut reader: PrefetchReader<S>, ops: &[Op]) {
+    check_reader(data, &mut reader, ops, assert_idle_stays_quiet);
+    reader.close().expect("close");
+}
+
+/// Runs `ops` on `reader` and on a `std::io::Cursor` over `data`, `idle`
+/// at each pause; panics on the first difference.
+fn check_reader<R: BufRead + Seek>(
+    data: &[u8],
+    reader: &mut R,
+    ops: &[Op],
+    mut idle: impl FnMut(&R, &str),
+) {
     let mut model = Cursor::new(data);
     for (step, op) in ops.iter().enumerate() {
         let at = format!("step {step} ({op:?})");
@@ -202,7 +216,7 @@ fn check_against_cursor<S: RangeSource>(data: &[u8], mut reader: PrefetchReader<
                 );
             }
             Op::Position => {}
-            Op::Idle => assert_idle_stays_quiet(&reader, &at),
+            Op::Idle => idle(reader, &at),
         }
         assert_eq!(
             reader.stream_position().expect("position"),
@@ -210,7 +224,6 @@ fn check_against_cursor<S: RangeSource>(data: &[u8], mut reader: PrefetchReader<
             "{at}: positions differ"
         );
     }
-    reader.close().expect("close");
 }
 
 fn cases(default: u32) -> ProptestConfig {
@@ -244,6 +257,30 @@ proptest! {
                 prop_assert!(is_config, "not a config error: {}", err);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(500))]
+
+    /// A cursor of a shared object, beside another reading elsewhere and a
+    /// hint, reads as `std::io::Cursor` does, whatever the cache's size.
+    #[test]
+    fn shared_cursors_match_a_cursor_over_the_same_bytes(
+        (len, settings, ops) in case(),
+        other in 0u64..(4 * MIB),
+    ) {
+        prop_assume!(settings.valid());
+        let data = pattern(len);
+        let object = SharedObject::with_settings(MemorySource::new(data.clone()), &settings.builder())
+            .expect("valid settings");
+        let hint = other..other + 100 * KIB;
+        object.will_need(std::slice::from_ref(&hint)).expect("hint");
+        let mut beside = object.cursor(other);
+        let mut cursor = object.cursor(0);
+        check_reader(&data, &mut cursor, &ops, |_, _| {
+            let _ = beside.fill_buf().map(|b| b.len());
+        });
     }
 }
 

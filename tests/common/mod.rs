@@ -24,6 +24,17 @@ use prefetch_reader::{
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
 
+/// `len` bytes of the test pattern in memory, each call to it counted.
+#[cfg(feature = "testing")]
+pub fn counted(
+    len: u64,
+) -> std::sync::Arc<prefetch_reader::testing::CountingSource<prefetch_reader::MemorySource>> {
+    let data = prefetch_reader::testing::pattern(len as usize);
+    std::sync::Arc::new(prefetch_reader::testing::CountingSource::new(
+        prefetch_reader::MemorySource::new(data),
+    ))
+}
+
 /// Runs `f` on its own thread and fails the test if it takes longer than
 /// `secs`: a hang becomes a failure, without asserting on wall time.
 ///

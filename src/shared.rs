@@ -1,0 +1,585 @@
+//! [`SharedObject`]: one object read through many cheap cursors that share
+//! one cache of fetched bytes, one budget and the object's hints.
+//!
+//! Bytes live in the cache as ranges keyed by offset, oldest evicted first,
+//! within `max_prefetch` (fetches under way reserve their room first). A
+//! read finds its bytes cached, waits for a fetch under way that holds
+//! them, or fetches them on the caller's thread; hinted ranges are fetched
+//! in the background on the I/O pool, at most `concurrency` at a time. So
+//! no byte is fetched twice while it is cached or on its way, whichever
+//! cursor asked for it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use crate::config::ReaderBuilder;
+use crate::error::{Error, Result};
+use crate::prefetch::io_pool::IoPool;
+use crate::prefetch::policy::{Policy, Request};
+use crate::source::{FetchContext, RangeSource};
+use crate::stats::{Counters, Stats};
+
+/// The least a read that misses the cache fetches: small reads near each
+/// other then share one round trip.
+pub(crate) const MIN_FETCH: u64 = 64 * 1024;
+
+/// The smallest part a large fetch is split into (into at most
+/// `concurrency` parts).
+const MIN_PART: u64 = 4 << 20;
+
+/// One object behind any [`RangeSource`], shared: `Send + Sync` and cheap
+/// to clone (clones are the same object). Hand out [`ObjectCursor`]s with
+/// [`cursor`](Self::cursor), one per thread or per consumer, and say what
+/// will be read with [`will_need`](Self::will_need); every cursor reuses
+/// the bytes any of them fetched.
+///
+/// - **Read-ahead**: after a seek a cursor fetches what its read needs, at
+///   least 64 KiB. Reading on in order, each fetch is as large as what it
+///   read in order since the seek (at most `max_part_size`), and as it
+///   starts on one, the next is asked for in the background: the bytes
+///   fetched ahead of it stay within twice what it read in order. A cursor
+///   has no thread of its own.
+/// - **Window behind**: the shared cache. Bytes stay until `max_prefetch`
+///   is needed for newer ones (oldest first), so a seek back into them, by
+///   any cursor, costs no request.
+///
+/// ```
+/// use prefetch_reader::{MemorySource, SharedObject};
+/// use std::io::{Read, Seek, SeekFrom};
+///
+/// let object = SharedObject::new(MemorySource::new((0..=255).collect::<Vec<u8>>()))?;
+/// object.will_need(&[200..256])?;
+/// let mut tail = object.cursor(200);
+/// let mut head = object.cursor(0);
+/// let mut buf = [0; 4];
+/// tail.read_exact(&mut buf)?;
+/// assert_eq!(buf, [200, 201, 202, 203]);
+/// head.read_exact(&mut buf)?;
+/// assert_eq!(buf, [0, 1, 2, 3]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedObject(Arc<Shared>);
+
+struct Shared {
+    source: Box<dyn RangeSource>,
+    len: u64,
+    /// Plans hints into requests.
+    policy: Mutex<Policy>,
+    state: Mutex<State>,
+    /// Told whenever a fetch ends.
+    fetched: Condvar,
+    pool: IoPool,
+    concurrency: usize,
+    max_part: u64,
+    counters: Arc<Counters>,
+}
+
+/// The cache, the fetches under way, and the hinted parts waiting.
+struct State {
+    /// Fetched ranges by start.
+    cache: BTreeMap<u64, Bytes>,
+    /// Starts of the cached ranges, oldest first.
+    order: VecDeque<u64>,
+    /// Fetches under way (hinted parts waiting included): start → end.
+    pending: BTreeMap<u64, u64>,
+    /// Bytes cached and reserved for fetches under way.
+    bytes: u64,
+    limit: u64,
+    /// Hinted parts not yet started, in the order given.
+    queue: VecDeque<Request>,
+    /// Pool jobs working through `queue`.
+    workers: usize,
+}
+
+impl State {
+    /// The cached bytes from `pos` on, as far as one range goes.
+    fn cached(&self, pos: u64) -> Option<Bytes> {
+        self.cache.range(..=pos).rev().find_map(|(&start, bytes)| {
+            let end = start + bytes.len() as u64;
+            (pos < end).then(|| bytes.slice((pos - start) as usize..))
+        })
+    }
+
+    /// Whether a fetch under way holds the byte at `pos`.
+    fn pending_at(&self, pos: u64) -> bool {
+        self.pending
+            .range(..=pos)
+            .next_back()
+            .is_some_and(|(_, &end)| pos < end)
+    }
+
+    /// Where the next cached or pending range after `pos` starts.
+    fn next_start_after(&self, pos: u64) -> Option<u64> {
+        let cached = self.cache.range(pos + 1..).next().map(|(&s, _)| s);
+        let pending = self.pending.range(pos + 1..).next().map(|(&s, _)| s);
+        cached.into_iter().chain(pending).min()
+    }
+
+    /// Reserves room for `len` bytes, evicting the oldest ranges while it
+    /// would not fit; with `force`, reserves it even when it does not.
+    fn reserve(&mut self, len: u64, force: bool, counters: &Counters) -> bool {
+        while self.bytes + len > self.limit {
+            let Some(start) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(old) = self.cache.remove(&start) {
+                self.bytes -= old.len() as u64;
+                counters.free(old.len() as u64);
+            }
+        }
+        let fits = self.bytes + len <= self.limit;
+        if fits || force {
+            self.bytes += len;
+            counters.allocate(len);
+        }
+        fits || force
+    }
+
+    /// Ends the fetch at `start` whose room was reserved: its bytes go to
+    /// the cache, or its room is given back.
+    fn finish(&mut self, start: u64, reserved: u64, bytes: Option<Bytes>, counters: &Counters) {
+        self.pending.remove(&start);
+        match bytes {
+            Some(bytes) => {
+                if let Some(old) = self.cache.insert(start, bytes) {
+                    self.bytes -= old.len() as u64;
+                    counters.free(old.len() as u64);
+                    self.order.retain(|&s| s != start);
+                }
+                self.order.push_back(start);
+            }
+            None => {
+                self.bytes -= reserved;
+                counters.free(reserved);
+            }
+        }
+    }
+}
+
+impl SharedObject {
+    /// Opens `location` (a URL, `gs://`, `s3://` or a path, as
+    /// [`open_source`](crate::open_source) takes) with default settings.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`open_source`](crate::open_source), and [`Error::Io`] if
+    /// the I/O pool cannot start.
+    pub fn open(location: &str) -> Result<SharedObject> {
+        SharedObject::new(crate::open_source(location)?)
+    }
+
+    /// The object behind `source`, with default settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the I/O pool cannot start.
+    pub fn new<S: RangeSource>(source: S) -> Result<SharedObject> {
+        SharedObject::with_settings(source, &ReaderBuilder::new())
+    }
+
+    /// [`new`](Self::new) with `settings`' `concurrency` (the most fetches
+    /// at once, and the most parts one is split into), `max_prefetch` (the
+    /// cache's size), `max_part_size` and `io_pool`; the other settings do
+    /// not apply.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for invalid settings, [`Error::Io`] if the
+    /// I/O pool cannot start.
+    pub fn with_settings<S: RangeSource>(
+        source: S,
+        settings: &ReaderBuilder,
+    ) -> Result<SharedObject> {
+        let config = settings.validated()?;
+        source.set_concurrency(config.concurrency);
+        let len = source.len();
+        let counters = Arc::new(Counters::default());
+        Counters::add(&counters.requests, source.requests_at_open());
+        Counters::add(&counters.bytes_fetched, source.bytes_at_open());
+        Ok(SharedObject(Arc::new(Shared {
+            len,
+            policy: Mutex::new(Policy::new(config.limits(), len)),
+            state: Mutex::new(State {
+                cache: BTreeMap::new(),
+                order: VecDeque::new(),
+                pending: BTreeMap::new(),
+                bytes: 0,
+                limit: config.max_prefetch,
+                queue: VecDeque::new(),
+                workers: 0,
+            }),
+            fetched: Condvar::new(),
+            pool: IoPool::new(config.io_pool.clone())?,
+            concurrency: config.concurrency,
+            max_part: config.max_part_size,
+            counters,
+            source: Box::new(source),
+        })))
+    }
+
+    /// The object's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.0.len
+    }
+
+    /// Whether the object is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.len == 0
+    }
+
+    /// Says these ranges will be read: they are fetched in the background,
+    /// in the order given, ranges a short gap apart (under a round trip's
+    /// worth of bytes) as one, large ones in parallel parts, while they fit
+    /// in `max_prefetch` beside a demand read; bytes already cached or on
+    /// their way are not asked for again. A read inside them, by any
+    /// cursor, waits for their fetch instead of making its own. Ranges past
+    /// the end are clipped; hints add to earlier ones.
+    ///
+    /// # Errors
+    ///
+    /// None yet: a failed fetch is met (and retried) by the read that
+    /// needs its bytes.
+    pub fn will_need(&self, ranges: &[Range<u64>]) -> Result<()> {
+        let plan = self.0.policy.lock().plan_hints(ranges);
+        self.0.queue(plan);
+        Ok(())
+    }
+
+    /// A reader of the object from `offset` on (past the end, reads return
+    /// 0), sharing the object's cache.
+    pub fn cursor(&self, offset: u64) -> ObjectCursor {
+        ObjectCursor {
+            shared: self.0.clone(),
+            pos: offset,
+            block: Bytes::new(),
+            block_start: 0,
+            run: 0,
+        }
+    }
+
+    /// The bytes of `range`, from the cache where they are (lent, not
+    /// copied, when one cached range holds them all), else fetched.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSeek`] for a range past the end, and the source's
+    /// errors fetching.
+    pub fn bytes(&self, range: Range<u64>) -> Result<Bytes> {
+        self.0.bytes(range)
+    }
+
+    /// What reading the object has cost so far, for all its cursors:
+    /// `requests` (the source's at open, one per fetch part, and retries),
+    /// `bytes_fetched`, `bytes_delivered` (bytes cursors consumed),
+    /// `retries`, `wait_time` is 0, and `allocated` / `peak_allocated` (the
+    /// cache and the fetches under way).
+    pub fn stats(&self) -> Stats {
+        self.0.counters.snapshot()
+    }
+}
+
+impl Shared {
+    /// The bytes of `range`, in one piece.
+    fn bytes(&self, range: Range<u64>) -> Result<Bytes> {
+        if range.start > range.end || range.end > self.len {
+            return Err(Error::InvalidSeek {
+                object: self.source.location(),
+                target: i128::from(range.end),
+            });
+        }
+        let want = range.end - range.start;
+        if want == 0 {
+            return Ok(Bytes::new());
+        }
+        let first = self.bytes_at(range.start, want)?;
+        if first.len() as u64 >= want {
+            return Ok(first.slice(..want as usize));
+        }
+        // Across cached ranges: one copy into a buffer of its own.
+        let mut out = Vec::with_capacity(want as usize);
+        out.extend_from_slice(&first);
+        while (out.len() as u64) < want {
+            let pos = range.start + out.len() as u64;
+            let piece = self.bytes_at(pos, range.end - pos)?;
+            let n = piece.len().min((range.end - pos) as usize);
+            out.extend_from_slice(&piece[..n]);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The bytes from `pos` (inside the object) on: cached, or once the
+    /// fetch under way that holds them ends, or fetched here — at least
+    /// `want` bytes (and [`MIN_FETCH`]), up to where cached or pending
+    /// bytes begin.
+    fn bytes_at(&self, pos: u64, want: u64) -> Result<Bytes> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(bytes) = state.cached(pos) {
+                return Ok(bytes);
+            }
+            if !state.pending_at(pos) {
+                break;
+            }
+            if self.pool.is_current_thread_in_it() {
+                return Err(Error::InvalidConfig {
+                    setting: "io_pool",
+                    reason: "a cursor cannot wait for data on a thread of its own I/O pool"
+                        .to_owned(),
+                });
+            }
+            self.fetched.wait(&mut state);
+        }
+        let mut end = pos.saturating_add(want.max(MIN_FETCH)).min(self.len);
+        if let Some(next) = state.next_start_after(pos) {
+            end = end.min(next);
+        }
+        let len = end - pos;
+        state.reserve(len, true, &self.counters);
+        state.pending.insert(pos, end);
+        drop(state);
+        let fetched = self.fetch(pos..end);
+        let mut state = self.state.lock();
+        state.finish(pos, len, fetched.as_ref().ok().cloned(), &self.counters);
+        self.fetched.notify_all();
+        fetched
+    }
+
+    /// Queues the planned hinted parts not cached or under way, while
+    /// their room can be reserved, and starts pool jobs for them.
+    fn queue(self: &Arc<Self>, plan: Vec<Request>) {
+        let mut state = self.state.lock();
+        for request in plan {
+            if state.cached(request.offset).is_some() || state.pending_at(request.offset) {
+                continue;
+            }
+            // Up to where held bytes begin: those are not asked for again.
+            let mut end = request.offset + request.len;
+            if let Some(next) = state.next_start_after(request.offset) {
+                end = end.min(next);
+            }
+            let len = end - request.offset;
+            if !state.reserve(len, false, &self.counters) {
+                break;
+            }
+            state.pending.insert(request.offset, end);
+            state.queue.push_back(Request { len, ..request });
+        }
+        self.start_workers(state);
+    }
+
+    /// Starts pool jobs for the queued parts, up to `concurrency` at once.
+    fn start_workers(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
+        while state.workers < self.concurrency && state.workers < state.queue.len() {
+            state.workers += 1;
+            let shared = self.clone();
+            self.pool.spawn(move || shared.work());
+        }
+    }
+
+    /// One pool job: fetches queued parts until none are left.
+    fn work(&self) {
+        loop {
+            let request = {
+                let mut state = self.state.lock();
+                match state.queue.pop_front() {
+                    Some(request) => request,
+                    None => {
+                        state.workers -= 1;
+                        return;
+                    }
+                }
+            };
+            let range = request.offset..request.offset + request.len;
+            let fetched = self.fetch(range).ok();
+            let mut state = self.state.lock();
+            state.finish(request.offset, request.len, fetched, &self.counters);
+            self.fetched.notify_all();
+        }
+    }
+
+    /// Reads `range` from the source, in parallel parts when it is large;
+    /// a panicking source is an error.
+    fn fetch(&self, range: Range<u64>) -> Result<Bytes> {
+        let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidConfig {
+            setting: "read size",
+            reason: format!(
+                "{} bytes do not fit in memory here",
+                range.end - range.start
+            ),
+        })?;
+        let mut buf = vec![0; len];
+        let parts = (len as u64 / MIN_PART).clamp(1, self.concurrency as u64);
+        let part = len.div_ceil(parts as usize).max(1);
+        let ctx = FetchContext::attached(Arc::new(AtomicBool::new(false)), self.counters.clone());
+        let read = |offset: u64, chunk: &mut [u8]| {
+            Counters::add(&self.counters.requests, 1);
+            panic::catch_unwind(AssertUnwindSafe(|| {
+                self.source.read_at(offset, chunk, &ctx)
+            }))
+            .unwrap_or_else(|_| {
+                Err(Error::Terminated(format!(
+                    "the source panicked reading {} bytes at offset {offset} of {}",
+                    chunk.len(),
+                    self.location()
+                )))
+            })
+        };
+        if parts == 1 {
+            read(range.start, &mut buf)?;
+        } else {
+            std::thread::scope(|scope| {
+                let jobs: Vec<_> = buf
+                    .chunks_mut(part)
+                    .enumerate()
+                    .map(|(i, chunk)| {
+                        let offset = range.start + (i * part) as u64;
+                        let read = &read;
+                        scope.spawn(move || read(offset, chunk))
+                    })
+                    .collect();
+                jobs.into_iter()
+                    .map(|job| {
+                        job.join().unwrap_or_else(|_| {
+                            Err(Error::Terminated("a fetch thread panicked".to_owned()))
+                        })
+                    })
+                    .collect::<Result<Vec<()>>>()
+            })?;
+        }
+        // Bytes served from what the open received were counted at open; a
+        // source that does not report its bytes received them all.
+        let reported = ctx.bytes_received() + ctx.bytes_from_open();
+        let unreported = (len as u64).saturating_sub(reported);
+        Counters::add(&self.counters.bytes_fetched, unreported);
+        Ok(Bytes::from(buf))
+    }
+
+    fn location(&self) -> String {
+        panic::catch_unwind(AssertUnwindSafe(|| self.source.location()))
+            .unwrap_or_else(|_| "the object".to_owned())
+    }
+}
+
+/// A reader of a [`SharedObject`] from an offset on: `Read + Seek +
+/// BufRead`, `Send`, with no thread of its own; made by
+/// [`SharedObject::cursor`]. `fill_buf` lends cached bytes without a copy.
+pub struct ObjectCursor {
+    shared: Arc<Shared>,
+    pos: u64,
+    /// The cached bytes last lent, from `block_start`.
+    block: Bytes,
+    block_start: u64,
+    /// Bytes read in order since the last seek: the next fetch's size.
+    run: u64,
+}
+
+impl ObjectCursor {
+    fn block_end(&self) -> u64 {
+        self.block_start + self.block.len() as u64
+    }
+}
+
+impl BufRead for ObjectCursor {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let in_block = self.pos >= self.block_start && self.pos < self.block_end();
+        if !in_block && self.pos < self.shared.len {
+            let in_order = !self.block.is_empty() && self.pos == self.block_end();
+            self.run = if in_order {
+                self.run.saturating_add(self.block.len() as u64)
+            } else {
+                0
+            };
+            let window = self
+                .run
+                .clamp(MIN_FETCH, self.shared.max_part.max(MIN_FETCH));
+            self.block = self.shared.bytes_at(self.pos, window)?;
+            self.block_start = self.pos;
+            if in_order {
+                // The next window, on its way while this one is read.
+                let next = self.block_end();
+                let plan = (next < self.shared.len).then(|| Request {
+                    offset: next,
+                    len: window.min(self.shared.len - next),
+                    readahead: true,
+                });
+                self.shared.queue(plan.into_iter().collect());
+            }
+        }
+        if self.pos >= self.block_start && self.pos < self.block_end() {
+            Ok(&self.block[(self.pos - self.block_start) as usize..])
+        } else {
+            Ok(&[])
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let available = self.block_end().saturating_sub(self.pos);
+        let n = (amt as u64).min(available);
+        self.pos += n;
+        Counters::add(&self.shared.counters.bytes_delivered, n);
+    }
+}
+
+impl Read for ObjectCursor {
+    /// Fills `buf` from cached ranges one after another, fetching what is
+    /// missing, to the end of the object; an error after some bytes ends
+    /// the read there (the next read meets it again).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let available = match self.fill_buf() {
+                Ok([]) => break,
+                Ok(available) => available,
+                Err(err) if filled == 0 => return Err(err),
+                Err(_) => break,
+            };
+            let n = available.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&available[..n]);
+            filled += n;
+            self.consume(n);
+        }
+        Ok(filled)
+    }
+}
+
+impl Seek for ObjectCursor {
+    /// Moves the position; nothing is fetched until the next read. A seek
+    /// past the end is allowed (reads there return 0).
+    fn seek(&mut self, from: SeekFrom) -> io::Result<u64> {
+        let target = match from {
+            SeekFrom::Start(n) => i128::from(n),
+            SeekFrom::End(delta) => i128::from(self.shared.len) + i128::from(delta),
+            SeekFrom::Current(delta) => i128::from(self.pos) + i128::from(delta),
+        };
+        self.pos = u64::try_from(target).map_err(|_| Error::InvalidSeek {
+            object: self.shared.location(),
+            target,
+        })?;
+        Ok(self.pos)
+    }
+}
+
+impl std::fmt::Debug for SharedObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedObject")
+            .field("location", &self.0.location())
+            .field("len", &self.0.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ObjectCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectCursor")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,254 @@
+//! `SharedObject`: cursors over one object share its cache and hints, so
+//! no byte is fetched twice while cached or on its way; counted at the
+//! source.
+
+#![cfg(feature = "testing")]
+#![allow(
+    clippy::single_range_in_vec_init,
+    reason = "a hint of one range is a slice of one range"
+)]
+
+mod common;
+
+use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{counted, watchdog, KIB, MIB};
+use prefetch_reader::testing::{pattern, BlockingSource, CountingSource, FailingSource};
+use prefetch_reader::{Error, MemorySource, PrefetchReader, RangeSource, SharedObject};
+
+const WATCHDOG_SECS: u64 = 60;
+
+/// Reads `len` bytes at `offset` through `cursor`, checking each.
+fn read_at(cursor: &mut impl Read, offset: u64, len: u64) {
+    let mut buf = vec![0; len as usize];
+    cursor.read_exact(&mut buf).expect("read");
+    let data = pattern((offset + len) as usize);
+    assert!(buf[..] == data[offset as usize..], "bytes at {offset}");
+}
+
+#[test]
+fn cursors_reuse_the_bytes_any_of_them_fetched() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(8 * MIB);
+        let object = SharedObject::new(source.clone()).expect("object");
+        let mut a = object.cursor(3 * MIB);
+        read_at(&mut a, 3 * MIB, 10 * KIB);
+        assert_eq!(source.call_count(), 1);
+        // Another cursor inside what the first fetched: no request.
+        let mut b = object.cursor(3 * MIB + 5 * KIB);
+        read_at(&mut b, 3 * MIB + 5 * KIB, 20 * KIB);
+        // A seek back into the cache, through either, costs nothing.
+        a.seek(SeekFrom::Start(3 * MIB)).expect("seek");
+        read_at(&mut a, 3 * MIB, 30 * KIB);
+        assert_eq!(source.call_count(), 1, "{:?}", source.calls());
+        assert_eq!(object.stats().requests, 1);
+        assert_eq!(object.stats().bytes_delivered, 60 * KIB);
+    });
+}
+
+#[test]
+fn cursors_on_threads_of_their_own_read_the_object_exactly_and_fetch_each_byte_once() {
+    watchdog(WATCHDOG_SECS, || {
+        let len = 24 * MIB;
+        let source = counted(len);
+        let object = SharedObject::new(source.clone()).expect("object");
+        let readers: Vec<_> = (0..4)
+            .map(|i| {
+                let mut cursor = object.cursor(0);
+                std::thread::spawn(move || {
+                    let mut out = Vec::new();
+                    if i % 2 == 0 {
+                        cursor.read_to_end(&mut out).expect("read");
+                    } else {
+                        // Through fill_buf alone.
+                        loop {
+                            let n = {
+                                let buf = cursor.fill_buf().expect("fill");
+                                out.extend_from_slice(buf);
+                                buf.len()
+                            };
+                            if n == 0 {
+                                break;
+                            }
+                            cursor.consume(n);
+                        }
+                    }
+                    out
+                })
+            })
+            .collect();
+        let data = pattern(len as usize);
+        for reader in readers {
+            assert!(reader.join().expect("reader") == data);
+        }
+        let stats = object.stats();
+        assert_eq!(stats.bytes_fetched, len, "each byte once");
+        assert_eq!(stats.bytes_delivered, 4 * len);
+        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        assert_eq!(fetched, len);
+    });
+}
+
+#[test]
+fn a_read_inside_a_hint_waits_for_its_fetch_instead_of_asking_again() {
+    watchdog(WATCHDOG_SECS, || {
+        let (source, gate) = BlockingSource::from_offset(MemorySource::new(pattern(4 << 20)), MIB);
+        let source = Arc::new(CountingSource::new(source));
+        let object = SharedObject::new(source.clone()).expect("object");
+        object.will_need(&[MIB..2 * MIB]).expect("hint");
+        let mut cursor = object.cursor(MIB + MIB / 2);
+        let reader = std::thread::spawn(move || read_at(&mut cursor, MIB + MIB / 2, 1000));
+        let started = Instant::now();
+        while gate.waiting() < 1 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        // Only the hint's fetch is at the source; the read waits for it.
+        assert_eq!(gate.waiting(), 1);
+        assert_eq!(source.call_count(), 1);
+        gate.open();
+        reader.join().expect("the read");
+        assert_eq!(source.call_count(), 1, "{:?}", source.calls());
+    });
+}
+
+#[test]
+fn hints_fetch_their_ranges_once_and_skip_what_is_cached() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(16 * MIB);
+        let object = SharedObject::new(source.clone()).expect("object");
+        let mut cursor = object.cursor(MIB);
+        read_at(&mut cursor, MIB, 64 * KIB);
+        object
+            .will_need(&[MIB..MIB + 64 * KIB, 8 * MIB..8 * MIB + 300])
+            .expect("hints");
+        let mut far = object.cursor(8 * MIB);
+        read_at(&mut far, 8 * MIB, 300);
+        let mut spans: Vec<_> = source.calls().iter().map(|c| (c.offset, c.len)).collect();
+        spans.sort_unstable();
+        assert_eq!(spans, [(MIB, 64 * KIB), (8 * MIB, 300)]);
+        // A second call for the same ranges asks for nothing.
+        object.will_need(&[8 * MIB..8 * MIB + 300]).expect("hints");
+        read_at(&mut object.cursor(8 * MIB), 8 * MIB, 300);
+        assert_eq!(source.call_count(), 2);
+    });
+}
+
+#[test]
+fn a_cursor_reading_in_order_fetches_ahead_at_most_twice_what_it_read() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(64 * MIB);
+        let object = SharedObject::new(source.clone()).expect("object");
+        let mut cursor = object.cursor(0);
+        read_at(&mut cursor, 0, 4 * MIB);
+        // Let the read-ahead under way land.
+        let started = Instant::now();
+        while object.stats().bytes_fetched < object.stats().allocated
+            && started.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        assert!(fetched > 4 * MIB, "it read ahead: {fetched}");
+        assert!(
+            fetched <= 3 * 4 * MIB + 64 * KIB,
+            "{fetched} for 4 MiB read"
+        );
+    });
+}
+
+#[test]
+fn a_small_cache_evicts_the_oldest_bytes_and_still_reads_exactly() {
+    watchdog(WATCHDOG_SECS, || {
+        let len = 16 * MIB;
+        let source = counted(len);
+        let mut settings = PrefetchReader::builder();
+        settings
+            .max_prefetch(2 * MIB)
+            .max_part_size(MIB)
+            .window_behind(0);
+        let object = SharedObject::with_settings(source.clone(), &settings).expect("object");
+        let mut out = Vec::new();
+        object.cursor(0).read_to_end(&mut out).expect("read");
+        assert!(out == pattern(len as usize));
+        let stats = object.stats();
+        assert!(stats.peak_allocated <= 3 * MIB, "{stats:?}");
+        // The start was evicted: reading it again asks again.
+        let calls = source.call_count();
+        read_at(&mut object.cursor(0), 0, 10);
+        assert_eq!(source.call_count(), calls + 1);
+    });
+}
+
+#[test]
+fn a_failed_fetch_is_the_reads_error_and_the_next_read_asks_again() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = Arc::new(FailingSource::fail_from_call(
+            MemorySource::new(pattern(MIB as usize)),
+            0,
+        ));
+        let object = SharedObject::new(source.clone()).expect("object");
+        let mut cursor = object.cursor(100);
+        let err = cursor.read(&mut [0; 10]).expect_err("the source fails");
+        let err = Error::from_io(err);
+        assert!(
+            matches!(err, Error::HttpStatus { status: 503, .. }),
+            "{err:?}"
+        );
+        source.heal();
+        read_at(&mut cursor, 100, 10);
+        assert_eq!(source.call_count(), 2);
+    });
+}
+
+#[test]
+fn ranges_past_the_end_are_clipped_or_refused_and_cursors_there_read_nothing() {
+    let object = SharedObject::new(MemorySource::new(pattern(1000))).expect("object");
+    object.will_need(&[900..5000, 2000..3000]).expect("hints");
+    assert_eq!(
+        object.bytes(990..1000).expect("bytes")[..],
+        pattern(1000)[990..]
+    );
+    assert!(matches!(
+        object.bytes(990..1001),
+        Err(Error::InvalidSeek { .. })
+    ));
+    let mut cursor = object.cursor(5000);
+    assert_eq!(cursor.read(&mut [0; 10]).expect("read"), 0);
+    assert!(cursor.seek(SeekFrom::Current(-6000)).is_err());
+    assert_eq!(cursor.seek(SeekFrom::End(-1)).expect("seek"), 999);
+    read_at(&mut cursor, 999, 1);
+    assert_eq!(object.len(), 1000);
+    assert!(!object.is_empty());
+}
+
+#[test]
+fn a_panicking_source_is_an_error_not_an_abort() {
+    #[derive(Debug)]
+    struct Panics;
+    impl RangeSource for Panics {
+        fn len(&self) -> u64 {
+            1 << 20
+        }
+        fn read_at(
+            &self,
+            _: u64,
+            _: &mut [u8],
+            _: &prefetch_reader::FetchContext,
+        ) -> prefetch_reader::Result<()> {
+            panic!("a source bug")
+        }
+    }
+    watchdog(WATCHDOG_SECS, || {
+        let object = SharedObject::new(Panics).expect("object");
+        object.will_need(&[0..1000]).expect("hint");
+        let err = object.cursor(10).read(&mut [0; 10]).expect_err("panicked");
+        assert!(
+            matches!(Error::from_io(err), Error::Terminated(_)),
+            "a read waiting on the failed hint, or its own fetch, fails"
+        );
+        assert!(object.bytes(5000..6000).is_err());
+    });
+}
