@@ -63,9 +63,12 @@ struct Inner {
     /// The chunks read so far, as (row group, column): the projection, as
     /// parquet reveals it.
     chunks_read: Mutex<BTreeSet<(usize, usize)>>,
-    /// Half of `max_prefetch`: the most the next row group's chunks are
-    /// hinted with beside what the cache holds.
+    /// Half of `max_prefetch`: the most one read hints ahead of itself;
+    /// the other half holds the chunks being read.
     ahead_room: u64,
+    /// Chunks kept hinted ahead of the one read: twice `concurrency`, so
+    /// every connection has one in flight and one queued.
+    ahead_chunks: usize,
 }
 
 /// One column chunk: where it is, and whose it is.
@@ -114,7 +117,9 @@ impl RemoteFile {
         settings: &ReaderBuilder,
     ) -> Result<RemoteFile> {
         let location = source.location();
-        let ahead_room = settings.validated()?.max_prefetch / 2;
+        let config = settings.validated()?;
+        let ahead_room = config.max_prefetch / 2;
+        let ahead_chunks = config.concurrency.saturating_mul(2);
         let object = SharedObject::with_settings(source, settings)?;
         let len = object.len();
         // The tail, then the footer parsed from the cache.
@@ -124,6 +129,7 @@ impl RemoteFile {
             chunks: OnceLock::new(),
             chunks_read: Mutex::new(BTreeSet::new()),
             ahead_room,
+            ahead_chunks,
         });
         let file = FileChunks(inner.clone());
         let metadata = ParquetMetaDataReader::new()
@@ -153,9 +159,9 @@ impl RemoteFile {
 
 impl Inner {
     /// Notes a read at `offset`: the first inside a column chunk hints the
-    /// whole chunk, and the chunks of the columns read so far in the next
-    /// row group (while they fit in `ahead_room` beside what the cache
-    /// holds), so their pages come from the cache.
+    /// whole chunk, and the chunks of the columns read so far in the row
+    /// groups after it, up to `ahead_chunks` of them within `ahead_room`,
+    /// so pages come from the cache and the connections stay busy.
     fn note_read(&self, offset: u64) {
         let (Some(chunks), Some(chunk)) = (self.chunks.get(), self.chunk_holding(offset)) else {
             return;
@@ -168,12 +174,12 @@ impl Inner {
             read.iter().map(|&(_, c)| c).collect::<BTreeSet<usize>>()
         };
         let mut ranges = vec![chunk.range.clone()];
-        let mut room = self
-            .ahead_room
-            .saturating_sub(self.object.stats().allocated);
+        // Older cached bytes (chunks read) make way as these arrive.
+        let mut room = self.ahead_room;
         let next = chunks
             .iter()
-            .filter(|c| c.row_group == chunk.row_group + 1 && columns.contains(&c.column));
+            .filter(|c| c.row_group > chunk.row_group && columns.contains(&c.column))
+            .take(self.ahead_chunks);
         for ahead in next {
             let size = ahead.range.end - ahead.range.start;
             if size > room {

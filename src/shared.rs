@@ -110,10 +110,13 @@ impl State {
 
     /// Whether a fetch under way holds the byte at `pos`.
     fn pending_at(&self, pos: u64) -> bool {
-        self.pending
-            .range(..=pos)
-            .next_back()
-            .is_some_and(|(_, &end)| pos < end)
+        self.pending_start(pos).is_some()
+    }
+
+    /// Where the fetch under way holding the byte at `pos` starts.
+    fn pending_start(&self, pos: u64) -> Option<u64> {
+        let (&start, &end) = self.pending.range(..=pos).next_back()?;
+        (pos < end).then_some(start)
     }
 
     /// Where the next cached or pending range after `pos` starts.
@@ -121,6 +124,17 @@ impl State {
         let cached = self.cache.range(pos + 1..).next().map(|(&s, _)| s);
         let pending = self.pending.range(pos + 1..).next().map(|(&s, _)| s);
         cached.into_iter().chain(pending).min()
+    }
+
+    /// Moves the queued parts starting in `range` to the front of the
+    /// queue, in order.
+    fn promote(&mut self, range: Range<u64>) {
+        let (mut wanted, rest): (VecDeque<Request>, VecDeque<Request>) = self
+            .queue
+            .drain(..)
+            .partition(|r| range.contains(&r.offset));
+        wanted.extend(rest);
+        self.queue = wanted;
     }
 
     /// Reserves room for `len` bytes, evicting the oldest ranges while it
@@ -325,9 +339,12 @@ impl Shared {
             if let Some(bytes) = state.cached(pos) {
                 return Ok(bytes);
             }
-            if !state.pending_at(pos) {
+            let Some(start) = state.pending_start(pos) else {
                 break;
-            }
+            };
+            // Hinted parts of what the read wants, not started yet, go
+            // first.
+            state.promote(start..pos.saturating_add(want).max(start + 1));
             if self.pool.is_current_thread_in_it() {
                 return Err(Error::InvalidConfig {
                     setting: "io_pool",

@@ -252,3 +252,35 @@ fn a_panicking_source_is_an_error_not_an_abort() {
         assert!(object.bytes(5000..6000).is_err());
     });
 }
+
+#[test]
+fn a_read_waiting_for_a_queued_hint_has_it_fetched_next() {
+    watchdog(WATCHDOG_SECS, || {
+        let (source, gate) = BlockingSource::new(MemorySource::new(pattern(8 << 20)), 0);
+        let source = Arc::new(CountingSource::new(source));
+        let mut settings = PrefetchReader::builder();
+        settings.concurrency(1);
+        let object = SharedObject::with_settings(source.clone(), &settings).expect("object");
+        // Far enough apart not to be merged.
+        let hints: Vec<_> = (0..4)
+            .map(|i| 2 * i * MIB..2 * i * MIB + 100 * KIB)
+            .collect();
+        object.will_need(&hints).expect("hints");
+        let mut cursor = object.cursor(6 * MIB);
+        let reader = std::thread::spawn(move || read_at(&mut cursor, 6 * MIB, 1000));
+        let started = Instant::now();
+        while gate.waiting() < 1 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Time for the read to find its hint queued and wait for it.
+        std::thread::sleep(Duration::from_millis(200));
+        gate.open();
+        reader.join().expect("the read");
+        let offsets: Vec<_> = source.calls().iter().map(|c| c.offset).collect();
+        assert_eq!(
+            offsets[..2],
+            [0, 6 * MIB],
+            "the one read waits for came next"
+        );
+    });
+}
