@@ -127,6 +127,15 @@ impl Buffers {
         }
     }
 
+    /// Takes out the block being read, with where it starts, unless every
+    /// byte of it was handed to the caller.
+    pub(crate) fn take_current_unread(&mut self) -> Option<(u64, BlockData)> {
+        if self.current.as_ref().is_none_or(|c| c.data.read_through()) {
+            return None;
+        }
+        self.current.take().map(|c| (c.offset, c.data))
+    }
+
     /// Makes `data`, starting at `offset`, the block being read; the window
     /// behind is kept only if it ends where the block starts.
     pub(crate) fn set_current(&mut self, offset: u64, data: BlockData) {

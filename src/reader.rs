@@ -77,6 +77,8 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     buffers: Buffers,
     /// The ranges the caller said it will read, and their parts.
     hints: Hints,
+    /// The call whose hinted part is the block being read, if one is.
+    current_hint: Option<u64>,
     /// The epoch (span between hard seeks) and its state.
     epoch: u64,
     /// Whether this epoch's first request was asked for.
@@ -180,6 +182,7 @@ impl<S: RangeSource> PrefetchReader<S> {
                 counters.clone(),
             ),
             hints: Hints::default(),
+            current_hint: None,
             epoch: 0,
             started: false,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -451,6 +454,13 @@ impl<S: RangeSource> PrefetchReader<S> {
             requested_end: (frontier.epoch == self.epoch).then_some(frontier.end),
         };
         let hinted = self.hints.covering(self.pos).is_some();
+        if self.current_hint.is_some() && self.buffers.in_current(self.pos) {
+            // Inside the hinted part being read: its bytes are here or on
+            // their way, and the epoch's read-ahead is not in question.
+            Counters::add(&self.counters.soft_seeks, 1);
+            self.buf_pos = self.pos;
+            return;
+        }
         match classify_seek(view) {
             SeekKind::Soft => Counters::add(&self.counters.soft_seeks, 1),
             // Served from a hint: no request of its own, though the
@@ -479,6 +489,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.next_offset = self.pos;
         self.streak = 0;
         self.read_sizes.clear();
+        self.stash_hint();
         self.buffers.clear();
         if let Some(link) = &self.link {
             link.drain_blocks();
@@ -537,7 +548,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             self.next_offset = self.pos;
             self.next_ticket = None;
         }
-        self.buffers.finish_current(self.pos);
+        self.leave_current();
         loop {
             let block = self.receive_block()?;
             if block.epoch != self.epoch {
@@ -572,10 +583,11 @@ impl<S: RangeSource> PrefetchReader<S> {
         }
         let started = Instant::now();
         loop {
-            if let Some(part) = self.hints.take(offset) {
+            if let Some(data) = self.hints.take(offset) {
                 self.add_wait(started);
-                self.buffers.finish_current(self.pos);
-                self.buffers.set_current(offset, BlockData::new(part));
+                self.leave_current();
+                self.buffers.set_current(offset, data);
+                self.current_hint = Some(self.hints.generation());
                 return Ok(());
             }
             let hinted = self
@@ -585,6 +597,24 @@ impl<S: RangeSource> PrefetchReader<S> {
                 .map_err(|_| Error::Terminated("the producer thread ended".to_owned()))?;
             self.hints.receive(hinted);
             self.receive_hints();
+        }
+    }
+
+    /// Leaves the block being read for another: a hinted part not read to
+    /// its end goes back to the hints, any other block to the window
+    /// behind.
+    fn leave_current(&mut self) {
+        self.stash_hint();
+        self.buffers.finish_current(self.pos);
+    }
+
+    /// Puts the hinted part being read back among the hints unless it was
+    /// read through, so a later read of the rest needs no request.
+    fn stash_hint(&mut self) {
+        if let Some(generation) = self.current_hint.take() {
+            if let Some((offset, data)) = self.buffers.take_current_unread() {
+                self.hints.put_back(generation, offset, data);
+            }
         }
     }
 
@@ -631,8 +661,9 @@ impl<S: RangeSource> PrefetchReader<S> {
         self.add_wait(started);
         match waited {
             Waited::Failed(err) => {
-                // Later blocks of this epoch are dropped; the next read
-                // starts again here.
+                // Later blocks of this epoch are dropped, and a failed
+                // hinted part too; the next read starts again here.
+                self.current_hint = None;
                 self.new_epoch();
                 Err(err)
             }

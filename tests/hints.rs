@@ -13,10 +13,12 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use common::{build, counted, settled, watchdog, KIB, MIB};
-use prefetch_reader::testing::{pattern, Call, TestServer};
-use prefetch_reader::{Error, HttpSource, PrefetchReader};
+use prefetch_reader::testing::{pattern, BlockingSource, Call, CountingSource, TestServer};
+use prefetch_reader::{Error, HttpSource, MemorySource, PrefetchReader};
 
 const WATCHDOG_SECS: u64 = 60;
 
@@ -247,5 +249,80 @@ fn hints_over_a_server_without_ranges_are_left_to_the_stream() {
         // The hints asked for nothing: one stream served every read.
         assert!(reader.stats().single_stream);
         assert_eq!(server.get_count(), 1);
+    });
+}
+
+#[test]
+fn seeks_inside_the_hinted_part_being_read_make_no_request() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(8 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        read_range(&mut reader, 0..16 * KIB);
+        reader.wait_until_quiet().expect("quiet");
+        reader.will_need(&[16 * KIB..80 * KIB]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        read_range(&mut reader, 16 * KIB..48 * KIB);
+        reader.wait_until_quiet().expect("quiet");
+        let before = source.call_count();
+        read_range(&mut reader, 20 * KIB..30 * KIB);
+        read_range(&mut reader, 70 * KIB..80 * KIB);
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(
+            source.call_count(),
+            before,
+            "{:?}",
+            &source.calls()[before..]
+        );
+    });
+}
+
+#[test]
+fn hinted_parts_read_in_turns_are_each_fetched_once() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(16 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        let (a, b) = (MIB, 8 * MIB);
+        reader
+            .will_need(&[a..a + 100 * KIB, b..b + 100 * KIB])
+            .expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(source.call_count(), 2);
+        for half in [0, 50 * KIB] {
+            read_range(&mut reader, a + half..a + half + 50 * KIB);
+            read_range(&mut reader, b + half..b + half + 50 * KIB);
+        }
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(source.call_count(), 2, "{:?}", source.calls());
+    });
+}
+
+#[test]
+fn a_read_outside_the_hints_is_asked_for_before_the_hints_left() {
+    watchdog(WATCHDOG_SECS, || {
+        let (source, gate) = BlockingSource::new(MemorySource::new(pattern(256 << 20)), 0);
+        let source = Arc::new(CountingSource::new(source));
+        let mut builder = PrefetchReader::builder();
+        builder.concurrency(1).max_part_size(4 * MIB);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[0..32 * MIB]).expect("hints");
+        let started = Instant::now();
+        while gate.waiting() < 1 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let waiting = std::thread::spawn(move || {
+            read_range(&mut reader, 200 * MIB..200 * MIB + 1000);
+            reader
+        });
+        // Time for the read's request to reach the producer.
+        std::thread::sleep(Duration::from_millis(200));
+        gate.open();
+        let _reader = waiting.join().expect("the read");
+        let offsets: Vec<_> = source.calls().iter().map(|c| c.offset).collect();
+        assert_eq!(
+            offsets[..2],
+            [0, 200 * MIB],
+            "the read came second of {} hinted parts",
+            32 / 4
+        );
     });
 }

@@ -113,20 +113,24 @@ impl Spares {
     }
 
     /// A buffer for a block of `len` bytes whose charge, with the others'
-    /// `allocated` bytes, stays within `limit`: a spare of about that size
-    /// when one fits, else `None`. Spares are freed while they would keep
-    /// the total over `limit`.
+    /// `allocated` bytes, stays within `limit`: with `reuse`, a spare of
+    /// about that size when one fits, else `None` (the caller charges a
+    /// new one). Spares are freed while they would keep the total over
+    /// `limit`.
     pub(crate) fn take(
         &self,
         len: u64,
         allocated: &dyn Fn() -> u64,
         limit: u64,
+        reuse: bool,
     ) -> Option<(PartBuffer, Charge)> {
         let mut buffers = self.buffers.lock();
         // About the size: steady parts are all alike; a bigger buffer for a
         // small block would hold memory the policy did not count.
         let fits = |capacity: u64| capacity >= len && capacity <= len + len / 8;
-        let found = (0..buffers.len()).find(|&i| fits(buffers[i].0.capacity() as u64));
+        let found = (0..buffers.len())
+            .find(|&i| fits(buffers[i].0.capacity() as u64))
+            .filter(|_| reuse);
         let taken = found.map(|i| buffers.swap_remove(i));
         let needed = taken.as_ref().map_or(len, |_| 0);
         while allocated() + needed > limit && buffers.pop().is_some() {}
@@ -405,6 +409,11 @@ impl BlockData {
         self.delivered.splice(first..last, [(lo, hi)]);
     }
 
+    /// Whether every byte of it was handed to the caller.
+    pub(crate) fn read_through(&self) -> bool {
+        self.delivered_bytes() >= self.len()
+    }
+
     /// Bytes of it handed to the caller, each counted once.
     fn delivered_bytes(&self) -> usize {
         self.delivered.iter().map(|&(s, e)| e - s).sum()
@@ -483,6 +492,24 @@ mod tests {
         );
         assert!(filled);
         (BlockData::new(part), counters)
+    }
+
+    #[test]
+    fn spares_make_room_for_a_new_buffer_when_none_is_reused() {
+        let counters = Arc::new(Counters::default());
+        let spares = Spares::default();
+        for _ in 0..3 {
+            let buffer = PartBuffer::new(1000).expect("buffer");
+            spares.put(buffer, Charge::new(1000, counters.clone(), None));
+        }
+        let allocated = || counters.allocated.load(Relaxed);
+        assert_eq!(allocated(), 3000);
+        // Not reused: the spares give way for the new charge to fit.
+        assert!(spares.take(1000, &allocated, 2500, false).is_none());
+        assert!(allocated() + 1000 <= 2500, "{} allocated", allocated());
+        // Reused: one of about the size comes back, still charged.
+        let (buffer, charge) = spares.take(900, &allocated, 2500, true).expect("a spare");
+        assert_eq!((buffer.capacity(), charge.bytes()), (1000, 1000));
     }
 
     #[test]

@@ -2,19 +2,21 @@
 //! ([`PrefetchReader::will_need`](crate::PrefetchReader::will_need)), as
 //! the producer planned them into requests, and the parts fetching them as
 //! the producer issues them. A read inside a planned request is served from
-//! its part (waiting for it to be issued if need be); a part read to its end
-//! leaves, and the next call's plan replaces whatever is left.
+//! its part (waiting for it to be issued if need be); a part the reader
+//! leaves before its end comes back here, so a return to it needs no
+//! request; a part read to its end leaves, and the next call's plan
+//! replaces whatever is left.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use super::block::{HintedPart, Part};
+use super::block::{BlockData, HintedPart};
 use super::policy::Request;
 
-/// One planned request: its length and, once issued, its part.
+/// One planned request: its length and, once issued, its part (with what
+/// the reader took of it, if it was read and left).
 struct Slot {
     len: u64,
-    part: Option<Arc<Part>>,
+    part: Option<BlockData>,
 }
 
 /// The current call's planned requests, by offset.
@@ -52,7 +54,19 @@ impl Hints {
             return;
         }
         if let Some(slot) = self.slots.get_mut(&hinted.offset) {
-            slot.part = Some(hinted.part);
+            slot.part = Some(BlockData::new(hinted.part));
+        }
+    }
+
+    /// Takes back the part at `offset` of call `generation`, which the
+    /// reader left before its end; one of an earlier call is dropped.
+    pub(crate) fn put_back(&mut self, generation: u64, offset: u64, data: BlockData) {
+        if generation == self.generation {
+            let slot = Slot {
+                len: data.len() as u64,
+                part: Some(data),
+            };
+            self.slots.insert(offset, slot);
         }
     }
 
@@ -64,7 +78,7 @@ impl Hints {
     }
 
     /// Takes out the issued part of the request at `offset`, to be read.
-    pub(crate) fn take(&mut self, offset: u64) -> Option<Arc<Part>> {
+    pub(crate) fn take(&mut self, offset: u64) -> Option<BlockData> {
         self.slots.get(&offset)?.part.as_ref()?;
         self.slots.remove(&offset)?.part
     }

@@ -351,6 +351,13 @@ impl Policy {
         self.frontier
     }
 
+    /// Whether the byte the reader is at is not asked for yet this epoch:
+    /// its demand request then goes before hinted ones, so a read outside
+    /// the hints never waits for the whole plan.
+    pub(crate) fn demand_waiting(&self) -> bool {
+        self.frontier <= self.reader.pos && self.reader.pos < self.object_len
+    }
+
     /// Most requests in flight.
     pub(crate) fn concurrency(&self) -> usize {
         self.concurrency

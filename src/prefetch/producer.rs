@@ -252,9 +252,21 @@ impl<S: RangeSource> Scheduler<S> {
     }
 
     /// Starts every request the policy allows now: hinted ones first
-    /// (the caller said it needs them), then the epoch's.
+    /// (the caller said it needs them), then the epoch's; but a demand the
+    /// reader waits for goes first.
     fn schedule(&mut self) {
-        self.schedule_hints();
+        let demand_first = self.epoch.is_some() && self.shared.policy.demand_waiting();
+        if !demand_first {
+            self.schedule_hints();
+        }
+        self.schedule_epoch();
+        if demand_first {
+            self.schedule_hints();
+        }
+    }
+
+    /// Starts the epoch's requests the policy allows now.
+    fn schedule_epoch(&mut self) {
         let Some(epoch) = &self.epoch else { return };
         if epoch.cancel.load(Relaxed) {
             // A hard seek or close abandoned this epoch; the reader's
@@ -376,10 +388,9 @@ impl<S: RangeSource> Scheduler<S> {
         let counters = &self.shared.counters;
         let allocated = || counters.allocated_for_blocks();
         let limit = self.shared.policy.memory_limit();
-        match self.shared.spares.take(len, &allocated, limit) {
-            Some((buffer, charge)) if reuse => (Some(buffer), charge),
-            // A spare not reused is freed here, before the new charge.
-            _ => {
+        match self.shared.spares.take(len, &allocated, limit, reuse) {
+            Some((buffer, charge)) => (Some(buffer), charge),
+            None => {
                 let events = Some(self.shared.events_tx.clone());
                 (None, Charge::new(len, counters.clone(), events))
             }
