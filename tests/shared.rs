@@ -266,12 +266,13 @@ fn a_read_waiting_for_a_queued_hint_has_it_fetched_next() {
             .map(|i| 2 * i * MIB..2 * i * MIB + 100 * KIB)
             .collect();
         object.will_need(&hints).expect("hints");
-        let mut cursor = object.cursor(6 * MIB);
-        let reader = std::thread::spawn(move || read_at(&mut cursor, 6 * MIB, 1000));
+        // The first hinted part is under way (and stuck) before the read.
         let started = Instant::now();
         while gate.waiting() < 1 && started.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(5));
         }
+        let mut cursor = object.cursor(6 * MIB);
+        let reader = std::thread::spawn(move || read_at(&mut cursor, 6 * MIB, 1000));
         // Time for the read to find its hint queued and wait for it.
         std::thread::sleep(Duration::from_millis(200));
         gate.open();
