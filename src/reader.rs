@@ -577,8 +577,9 @@ impl<S: RangeSource> PrefetchReader<S> {
             .hints
             .covering(self.pos)
             .is_some_and(|(_, issued)| issued);
-        if !issued && self.started {
-            // The epoch's read-ahead may hold the memory the hint needs.
+        if !issued {
+            // The epoch's read-ahead, or a part of an earlier call being
+            // read, may hold the memory the hint needs.
             self.new_epoch();
         }
         let started = Instant::now();

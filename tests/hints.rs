@@ -326,3 +326,29 @@ fn a_read_outside_the_hints_is_asked_for_before_the_hints_left() {
         );
     });
 }
+
+#[test]
+fn a_part_of_an_earlier_call_being_read_never_keeps_the_next_call_from_its_room() {
+    watchdog(WATCHDOG_SECS, || {
+        // A budget where one hinted part and the next call's first part
+        // do not fit together.
+        let len = 12 * MIB;
+        let source = counted(len);
+        let mut builder = PrefetchReader::builder();
+        builder
+            .concurrency(3)
+            .min_part_size(256 * KIB)
+            .max_part_size(768 * KIB)
+            .first_request_size(16 * KIB)
+            .window_behind(16 * KIB)
+            .max_prefetch(1_101_508)
+            .advice(prefetch_reader::Advice::Sequential);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[MIB..3 * MIB]).expect("hints");
+        read_range(&mut reader, MIB..MIB + 1);
+        // The part being read belongs to a replaced call now.
+        reader.will_need(&[11 * MIB..len]).expect("hints");
+        read_range(&mut reader, 11 * MIB..11 * MIB + 1);
+        read_range(&mut reader, len - 10..len);
+    });
+}
