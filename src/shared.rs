@@ -5,7 +5,9 @@
 //! within `max_prefetch` (fetches under way reserve their room first). A
 //! read finds its bytes cached, waits for a fetch under way that holds
 //! them, or fetches them on the caller's thread; hinted ranges are fetched
-//! in the background on the I/O pool, at most `concurrency` at a time. So
+//! in the background on the I/O pool, at most `concurrency` at a time, and
+//! a read reaching a hinted part not started yet fetches it itself (so it
+//! never waits for a pool thread other objects may hold). So
 //! no byte is fetched twice while it is cached or on its way, whichever
 //! cursor asked for it.
 
@@ -343,8 +345,18 @@ impl Shared {
                 break;
             };
             // Hinted parts of what the read wants, not started yet, go
-            // first.
+            // first; the one holding `pos` is fetched here and now, so the
+            // read never waits for a pool thread (other objects' stuck
+            // jobs may hold them all).
             state.promote(start..pos.saturating_add(want).max(start + 1));
+            if state.queue.front().is_some_and(|r| r.offset == start) {
+                if let Some(request) = state.queue.pop_front() {
+                    drop(state);
+                    self.fetch_queued(request);
+                    state = self.state.lock();
+                    continue;
+                }
+            }
             if self.pool.is_current_thread_in_it() {
                 return Err(Error::InvalidConfig {
                     setting: "io_pool",
@@ -414,12 +426,18 @@ impl Shared {
                     }
                 }
             };
-            let range = request.offset..request.offset + request.len;
-            let fetched = self.fetch(range).ok();
-            let mut state = self.state.lock();
-            state.finish(request.offset, request.len, fetched, &self.counters);
-            self.fetched.notify_all();
+            self.fetch_queued(request);
         }
+    }
+
+    /// Fetches a hinted part taken off the queue, and ends it: its bytes
+    /// cached, or (failed) its room given back for a read to try again.
+    fn fetch_queued(&self, request: Request) {
+        let range = request.offset..request.offset + request.len;
+        let fetched = self.fetch(range).ok();
+        let mut state = self.state.lock();
+        state.finish(request.offset, request.len, fetched, &self.counters);
+        self.fetched.notify_all();
     }
 
     /// Reads `range` from the source, in parallel parts when it is large;

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{counted, watchdog, KIB, MIB};
-use prefetch_reader::testing::{pattern, BlockingSource, CountingSource, FailingSource};
+use prefetch_reader::testing::{
+    pattern, BlockingSource, CountingSource, FailingSource, SimulatedLink,
+};
 use prefetch_reader::{Error, MemorySource, PrefetchReader, RangeSource, SharedObject};
 
 const WATCHDOG_SECS: u64 = 60;
@@ -254,7 +256,7 @@ fn a_panicking_source_is_an_error_not_an_abort() {
 }
 
 #[test]
-fn a_read_waiting_for_a_queued_hint_has_it_fetched_next() {
+fn a_read_inside_a_queued_hint_fetches_it_at_once() {
     watchdog(WATCHDOG_SECS, || {
         let (source, gate) = BlockingSource::new(MemorySource::new(pattern(8 << 20)), 0);
         let source = Arc::new(CountingSource::new(source));
@@ -278,10 +280,32 @@ fn a_read_waiting_for_a_queued_hint_has_it_fetched_next() {
         gate.open();
         reader.join().expect("the read");
         let offsets: Vec<_> = source.calls().iter().map(|c| c.offset).collect();
-        assert_eq!(
-            offsets[..2],
-            [0, 6 * MIB],
-            "the one read waits for came next"
-        );
+        assert_eq!(offsets[..2], [0, 6 * MIB], "the one read needs came next");
+    });
+}
+
+#[test]
+fn another_objects_stuck_hints_never_hold_up_a_read_in_a_hint() {
+    watchdog(WATCHDOG_SECS, || {
+        let link = SimulatedLink::new(1 << 40, Duration::ZERO, 0);
+        let (stuck, gate) = BlockingSource::new(link, 0);
+        let mut settings = PrefetchReader::builder();
+        settings
+            .concurrency(1024)
+            .min_part_size(4 * KIB)
+            .window_behind(0);
+        let stuck = SharedObject::with_settings(stuck, &settings).expect("object");
+        let ranges: Vec<_> = (0..300)
+            .map(|i| i * 3 * MIB..i * 3 * MIB + 4 * KIB)
+            .collect();
+        stuck.will_need(&ranges).expect("hints");
+        let started = Instant::now();
+        while gate.waiting() < 200 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let healthy = SharedObject::new(MemorySource::new(pattern(8 << 20))).expect("object");
+        healthy.will_need(&[0..MIB]).expect("hint");
+        read_at(&mut healthy.cursor(0), 0, 1000);
+        gate.open();
     });
 }
