@@ -5,9 +5,12 @@
 //! within `max_prefetch` (fetches under way reserve their room first). A
 //! read finds its bytes cached, waits for a fetch under way that holds
 //! them, or fetches them on the caller's thread; hinted ranges are fetched
-//! in the background on the I/O pool, at most `concurrency` at a time, and
-//! a read reaching a hinted part not started yet fetches it itself (so it
-//! never waits for a pool thread other objects may hold). So
+//! in the background on the I/O pool, at most `concurrency` at a time (one
+//! request each), and a read reaching a hinted part not started yet fetches
+//! it itself on its own thread (so it never waits for a pool thread other
+//! objects may hold). Hints leave room for one read's fetch; a read that
+//! finds no room drops the hints not started and waits for fetches under
+//! way. Dropping the object and all its cursors cancels its fetches. So
 //! no byte is fetched twice while it is cached or on its way, whichever
 //! cursor asked for it.
 
@@ -15,8 +18,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -44,7 +47,8 @@ const MIN_PART: u64 = 4 << 20;
 ///
 /// - **Read-ahead**: after a seek a cursor fetches what its read needs, at
 ///   least 64 KiB. Reading on in order, each fetch is as large as what it
-///   read in order since the seek (at most `max_part_size`), and as it
+///   read in order since the seek (at most `max_part_size` and half of
+///   `max_prefetch`), and as it
 ///   starts on one, the next is asked for in the background: the bytes
 ///   fetched ahead of it stay within twice what it read in order. A cursor
 ///   has no thread of its own.
@@ -68,7 +72,7 @@ const MIN_PART: u64 = 4 << 20;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
-pub struct SharedObject(Arc<Shared>);
+pub struct SharedObject(Arc<Shared>, Arc<Alive>);
 
 struct Shared {
     source: Box<dyn RangeSource>,
@@ -80,8 +84,23 @@ struct Shared {
     fetched: Condvar,
     pool: IoPool,
     concurrency: usize,
-    max_part: u64,
+    /// The largest fetch a cursor reading in order makes: `max_part_size`,
+    /// and at most half the cache, so the one being read and the next fit.
+    max_window: u64,
     counters: Arc<Counters>,
+    /// Set once the object and all its cursors are dropped: the fetches
+    /// under way then stop.
+    dropped: Arc<AtomicBool>,
+}
+
+/// Held by the object's handles and cursors; the last one dropped cancels
+/// the fetches still under way.
+struct Alive(Arc<AtomicBool>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
 }
 
 /// The cache, the fetches under way, and the hinted parts waiting.
@@ -139,10 +158,16 @@ impl State {
         self.queue = wanted;
     }
 
-    /// Reserves room for `len` bytes, evicting the oldest ranges while it
-    /// would not fit; with `force`, reserves it even when it does not.
-    fn reserve(&mut self, len: u64, force: bool, counters: &Counters) -> bool {
-        while self.bytes + len > self.limit {
+    /// Reserves room for `len` bytes within `cap`, evicting the oldest
+    /// ranges while it would not fit; with `force`, reserves it even when
+    /// it does not. Without `force`, nothing is evicted when even an empty
+    /// cache would leave too little room.
+    fn reserve(&mut self, len: u64, cap: u64, force: bool, counters: &Counters) -> bool {
+        let cached: u64 = self.cache.values().map(|b| b.len() as u64).sum();
+        if !force && self.bytes - cached + len > cap {
+            return false;
+        }
+        while self.bytes + len > cap {
             let Some(start) = self.order.pop_front() else {
                 break;
             };
@@ -151,12 +176,22 @@ impl State {
                 counters.free(old.len() as u64);
             }
         }
-        let fits = self.bytes + len <= self.limit;
+        let fits = self.bytes + len <= cap;
         if fits || force {
             self.bytes += len;
             counters.allocate(len);
         }
         fits || force
+    }
+
+    /// Drops the hinted parts not started yet, giving their room back: a
+    /// read needs it.
+    fn drop_queued(&mut self, counters: &Counters) {
+        for request in std::mem::take(&mut self.queue) {
+            self.pending.remove(&request.offset);
+            self.bytes -= request.len;
+            counters.free(request.len);
+        }
     }
 
     /// Ends the fetch at `start` whose room was reserved: its bytes go to
@@ -215,30 +250,45 @@ impl SharedObject {
         settings: &ReaderBuilder,
     ) -> Result<SharedObject> {
         let config = settings.validated()?;
-        source.set_concurrency(config.concurrency);
-        let len = source.len();
+        let (len, requests, bytes) = panic::catch_unwind(AssertUnwindSafe(|| {
+            source.set_concurrency(config.concurrency);
+            (
+                source.len(),
+                source.requests_at_open(),
+                source.bytes_at_open(),
+            )
+        }))
+        .map_err(|_| Error::Terminated("the source panicked telling its length".to_owned()))?;
+        let dropped = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(Counters::default());
-        Counters::add(&counters.requests, source.requests_at_open());
-        Counters::add(&counters.bytes_fetched, source.bytes_at_open());
-        Ok(SharedObject(Arc::new(Shared {
-            len,
-            policy: Mutex::new(Policy::new(config.limits(), len)),
-            state: Mutex::new(State {
-                cache: BTreeMap::new(),
-                order: VecDeque::new(),
-                pending: BTreeMap::new(),
-                bytes: 0,
-                limit: config.max_prefetch,
-                queue: VecDeque::new(),
-                workers: 0,
+        Counters::add(&counters.requests, requests);
+        Counters::add(&counters.bytes_fetched, bytes);
+        Ok(SharedObject(
+            Arc::new(Shared {
+                len,
+                policy: Mutex::new(Policy::new(config.limits(), len)),
+                state: Mutex::new(State {
+                    cache: BTreeMap::new(),
+                    order: VecDeque::new(),
+                    pending: BTreeMap::new(),
+                    bytes: 0,
+                    limit: config.max_prefetch,
+                    queue: VecDeque::new(),
+                    workers: 0,
+                }),
+                fetched: Condvar::new(),
+                pool: IoPool::new(config.io_pool.clone())?,
+                concurrency: config.concurrency,
+                max_window: config
+                    .max_part_size
+                    .min(config.max_prefetch / 2)
+                    .max(MIN_FETCH),
+                counters,
+                dropped: dropped.clone(),
+                source: Box::new(source),
             }),
-            fetched: Condvar::new(),
-            pool: IoPool::new(config.io_pool.clone())?,
-            concurrency: config.concurrency,
-            max_part: config.max_part_size,
-            counters,
-            source: Box::new(source),
-        })))
+            Arc::new(Alive(dropped)),
+        ))
     }
 
     /// The object's length in bytes.
@@ -274,6 +324,7 @@ impl SharedObject {
     pub fn cursor(&self, offset: u64) -> ObjectCursor {
         ObjectCursor {
             shared: self.0.clone(),
+            _alive: self.1.clone(),
             pos: offset,
             block: Bytes::new(),
             block_start: 0,
@@ -337,44 +388,56 @@ impl Shared {
     /// bytes begin.
     fn bytes_at(&self, pos: u64, want: u64) -> Result<Bytes> {
         let mut state = self.state.lock();
-        loop {
+        let (end, len) = loop {
             if let Some(bytes) = state.cached(pos) {
                 return Ok(bytes);
             }
-            let Some(start) = state.pending_start(pos) else {
-                break;
-            };
-            // Hinted parts of what the read wants, not started yet, go
-            // first; the one holding `pos` is fetched here and now, so the
-            // read never waits for a pool thread (other objects' stuck
-            // jobs may hold them all).
-            state.promote(start..pos.saturating_add(want).max(start + 1));
-            if state.queue.front().is_some_and(|r| r.offset == start) {
-                if let Some(request) = state.queue.pop_front() {
-                    drop(state);
-                    self.fetch_queued(request);
-                    state = self.state.lock();
-                    continue;
+            if let Some(start) = state.pending_start(pos) {
+                // Hinted parts of what the read wants, not started yet, go
+                // first; the one holding `pos` is fetched here and now, so
+                // the read never waits for a pool thread (other objects'
+                // stuck jobs may hold them all).
+                state.promote(start..pos.saturating_add(want).max(start + 1));
+                if state.queue.front().is_some_and(|r| r.offset == start) {
+                    if let Some(request) = state.queue.pop_front() {
+                        drop(state);
+                        self.fetch_queued(request);
+                        state = self.state.lock();
+                        continue;
+                    }
                 }
+                if self.pool.is_current_thread_in_it() {
+                    return Err(Error::InvalidConfig {
+                        setting: "io_pool",
+                        reason: "a cursor cannot wait for data on a thread of its own I/O pool"
+                            .to_owned(),
+                    });
+                }
+                self.fetched.wait(&mut state);
+                continue;
             }
-            if self.pool.is_current_thread_in_it() {
-                return Err(Error::InvalidConfig {
-                    setting: "io_pool",
-                    reason: "a cursor cannot wait for data on a thread of its own I/O pool"
-                        .to_owned(),
-                });
+            let mut end = pos.saturating_add(want.max(MIN_FETCH)).min(self.len);
+            if let Some(next) = state.next_start_after(pos) {
+                end = end.min(next);
+            }
+            let len = end - pos;
+            let limit = state.limit;
+            if state.reserve(len, limit, false, &self.counters) {
+                break (end, len);
+            }
+            // Hints not started give way to the read; then fetches under
+            // way are waited for; a read larger than the cache, or with
+            // nothing to wait for, is fetched anyway.
+            state.drop_queued(&self.counters);
+            let wait = !state.pending.is_empty() && !self.pool.is_current_thread_in_it();
+            if state.reserve(len, limit, !wait, &self.counters) {
+                break (end, len);
             }
             self.fetched.wait(&mut state);
-        }
-        let mut end = pos.saturating_add(want.max(MIN_FETCH)).min(self.len);
-        if let Some(next) = state.next_start_after(pos) {
-            end = end.min(next);
-        }
-        let len = end - pos;
-        state.reserve(len, true, &self.counters);
+        };
         state.pending.insert(pos, end);
         drop(state);
-        let fetched = self.fetch(pos..end);
+        let fetched = self.fetch(pos..end, true);
         let mut state = self.state.lock();
         state.finish(pos, len, fetched.as_ref().ok().cloned(), &self.counters);
         self.fetched.notify_all();
@@ -395,7 +458,9 @@ impl Shared {
                 end = end.min(next);
             }
             let len = end - request.offset;
-            if !state.reserve(len, false, &self.counters) {
+            // Room for one read's fetch stays free whatever hints hold.
+            let cap = state.limit.saturating_sub(MIN_FETCH);
+            if !state.reserve(len, cap, false, &self.counters) {
                 break;
             }
             state.pending.insert(request.offset, end);
@@ -408,41 +473,58 @@ impl Shared {
     fn start_workers(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
         while state.workers < self.concurrency && state.workers < state.queue.len() {
             state.workers += 1;
-            let shared = self.clone();
-            self.pool.spawn(move || shared.work());
+            let shared = Arc::downgrade(self);
+            self.pool.spawn(move || Shared::work(&shared));
         }
     }
 
-    /// One pool job: fetches queued parts until none are left.
-    fn work(&self) {
+    /// One pool job: fetches queued parts until none are left, or until
+    /// the object and its cursors are all dropped (then the rest are not
+    /// fetched).
+    fn work(shared: &Weak<Shared>) {
         loop {
-            let request = {
-                let mut state = self.state.lock();
-                match state.queue.pop_front() {
-                    Some(request) => request,
-                    None => {
-                        state.workers -= 1;
-                        return;
-                    }
-                }
+            let Some(this) = shared.upgrade() else {
+                return;
             };
-            self.fetch_queued(request);
+            if !this.work_one() {
+                return;
+            }
         }
+    }
+
+    /// Fetches the next queued part; `false` once the queue is empty (the
+    /// job then ends).
+    fn work_one(&self) -> bool {
+        let request = {
+            let mut state = self.state.lock();
+            match state.queue.pop_front() {
+                Some(request) => request,
+                None => {
+                    state.workers -= 1;
+                    return false;
+                }
+            }
+        };
+        self.fetch_queued(request);
+        true
     }
 
     /// Fetches a hinted part taken off the queue, and ends it: its bytes
     /// cached, or (failed) its room given back for a read to try again.
     fn fetch_queued(&self, request: Request) {
         let range = request.offset..request.offset + request.len;
-        let fetched = self.fetch(range).ok();
+        // Planned as parts already: one request each, so at most
+        // `concurrency` are in flight.
+        let fetched = self.fetch(range, false).ok();
         let mut state = self.state.lock();
         state.finish(request.offset, request.len, fetched, &self.counters);
         self.fetched.notify_all();
     }
 
-    /// Reads `range` from the source, in parallel parts when it is large;
-    /// a panicking source is an error.
-    fn fetch(&self, range: Range<u64>) -> Result<Bytes> {
+    /// Reads `range` from the source, with `split` in parallel parts when
+    /// it is large; a panicking source is an error. Every fetch is
+    /// cancelled once the object and all its cursors are dropped.
+    fn fetch(&self, range: Range<u64>, split: bool) -> Result<Bytes> {
         let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidConfig {
             setting: "read size",
             reason: format!(
@@ -451,9 +533,13 @@ impl Shared {
             ),
         })?;
         let mut buf = vec![0; len];
-        let parts = (len as u64 / MIN_PART).clamp(1, self.concurrency as u64);
+        let parts = if split {
+            (len as u64 / MIN_PART).clamp(1, self.concurrency as u64)
+        } else {
+            1
+        };
         let part = len.div_ceil(parts as usize).max(1);
-        let ctx = FetchContext::attached(Arc::new(AtomicBool::new(false)), self.counters.clone());
+        let ctx = FetchContext::attached(self.dropped.clone(), self.counters.clone());
         let read = |offset: u64, chunk: &mut [u8]| {
             Counters::add(&self.counters.requests, 1);
             panic::catch_unwind(AssertUnwindSafe(|| {
@@ -508,6 +594,8 @@ impl Shared {
 /// [`SharedObject::cursor`]. `fill_buf` lends cached bytes without a copy.
 pub struct ObjectCursor {
     shared: Arc<Shared>,
+    /// Keeps the object's fetches going while the cursor lives.
+    _alive: Arc<Alive>,
     pos: u64,
     /// The cached bytes last lent, from `block_start`.
     block: Bytes,
@@ -532,9 +620,7 @@ impl BufRead for ObjectCursor {
             } else {
                 0
             };
-            let window = self
-                .run
-                .clamp(MIN_FETCH, self.shared.max_part.max(MIN_FETCH));
+            let window = self.run.clamp(MIN_FETCH, self.shared.max_window);
             self.block = self.shared.bytes_at(self.pos, window)?;
             self.block_start = self.pos;
             if in_order {

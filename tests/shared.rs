@@ -309,3 +309,61 @@ fn another_objects_stuck_hints_never_hold_up_a_read_in_a_hint() {
         gate.open();
     });
 }
+
+#[test]
+fn dropping_the_object_and_its_cursors_cancels_the_fetches_under_way() {
+    watchdog(WATCHDOG_SECS, || {
+        let link = SimulatedLink::new(256 * MIB, Duration::from_secs(3), 0);
+        let source = Arc::new(CountingSource::new(link));
+        let object = SharedObject::new(source.clone()).expect("object");
+        object
+            .will_need(&[0..MIB, 10 * MIB..11 * MIB, 20 * MIB..21 * MIB])
+            .expect("hints");
+        let started = Instant::now();
+        while source.in_flight() < 3 && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cursor = object.cursor(0);
+        drop(object);
+        // A cursor keeps the object alive.
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(source.in_flight(), 3);
+        drop(cursor);
+        let started = Instant::now();
+        while source.in_flight() > 0 && started.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            source.in_flight(),
+            0,
+            "cancelled well before the 3 s latency"
+        );
+    });
+}
+
+#[test]
+fn hinted_parts_keep_to_concurrency_and_reads_to_the_budget() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(64 * MIB);
+        let mut settings = PrefetchReader::builder();
+        settings.concurrency(2).max_part_size(8 * MIB);
+        let object = SharedObject::with_settings(source.clone(), &settings).expect("object");
+        object.will_need(&[0..32 * MIB]).expect("hints");
+        assert!(object.bytes(0..32 * MIB).expect("bytes")[..] == pattern(32 << 20)[..]);
+        // Two pool jobs, and the reading thread taking the part it needs.
+        assert!(source.max_in_flight() <= 3, "{}", source.max_in_flight());
+        // A cursor reading in order over a small cache stays within it.
+        let source = counted(20 * MIB);
+        let mut settings = PrefetchReader::builder();
+        settings
+            .max_prefetch(2 * MIB)
+            .min_part_size(64 * KIB)
+            .window_behind(0);
+        let object = SharedObject::with_settings(source, &settings).expect("object");
+        let mut out = Vec::new();
+        object.cursor(0).read_to_end(&mut out).expect("read");
+        assert!(out == pattern(20 << 20));
+        let peak = object.stats().peak_allocated;
+        assert!(peak <= 2 * MIB, "peak {peak}");
+    });
+}
