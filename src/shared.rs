@@ -55,6 +55,11 @@ const MIN_PART: u64 = 4 << 20;
 /// - **Window behind**: the shared cache. Bytes stay until `max_prefetch`
 ///   is needed for newer ones (oldest first), so a seek back into them, by
 ///   any cursor, costs no request.
+/// - **A server that ignores byte ranges**
+///   ([`supports_ranges`](RangeSource::supports_ranges) is `false`): the
+///   object is one stream read front to back, so hints and read-ahead ask
+///   for nothing, each fetch is one request in order, and
+///   [`Stats::single_stream`] says so.
 ///
 /// ```
 /// use prefetch_reader::{MemorySource, SharedObject};
@@ -77,6 +82,9 @@ pub struct SharedObject(Arc<Shared>, Arc<Alive>);
 struct Shared {
     source: Box<dyn RangeSource>,
     len: u64,
+    /// Whether the source serves byte ranges; else it reads one stream
+    /// front to back: no hints, no read-ahead, one request at a time.
+    ranges: bool,
     /// Plans hints into requests.
     policy: Mutex<Policy>,
     state: Mutex<State>,
@@ -250,12 +258,13 @@ impl SharedObject {
         settings: &ReaderBuilder,
     ) -> Result<SharedObject> {
         let config = settings.validated()?;
-        let (len, requests, bytes) = panic::catch_unwind(AssertUnwindSafe(|| {
+        let (len, requests, bytes, ranges) = panic::catch_unwind(AssertUnwindSafe(|| {
             source.set_concurrency(config.concurrency);
             (
                 source.len(),
                 source.requests_at_open(),
                 source.bytes_at_open(),
+                source.supports_ranges(),
             )
         }))
         .map_err(|_| Error::Terminated("the source panicked telling its length".to_owned()))?;
@@ -263,9 +272,11 @@ impl SharedObject {
         let counters = Arc::new(Counters::default());
         Counters::add(&counters.requests, requests);
         Counters::add(&counters.bytes_fetched, bytes);
+        counters.single_stream.store(!ranges, Relaxed);
         Ok(SharedObject(
             Arc::new(Shared {
                 len,
+                ranges,
                 policy: Mutex::new(Policy::new(config.limits(), len)),
                 state: Mutex::new(State {
                     cache: BTreeMap::new(),
@@ -371,7 +382,7 @@ impl Shared {
             return Ok(first.slice(..want as usize));
         }
         // Across cached ranges: one copy into a buffer of its own.
-        let mut out = Vec::with_capacity(want as usize);
+        let mut out = buffer(want)?;
         out.extend_from_slice(&first);
         while (out.len() as u64) < want {
             let pos = range.start + out.len() as u64;
@@ -447,6 +458,10 @@ impl Shared {
     /// Queues the planned hinted parts not cached or under way, while
     /// their room can be reserved, and starts pool jobs for them.
     fn queue(self: &Arc<Self>, plan: Vec<Request>) {
+        if !self.ranges {
+            // One stream read front to back cannot serve ranges ahead.
+            return;
+        }
         let mut state = self.state.lock();
         for request in plan {
             if state.cached(request.offset).is_some() || state.pending_at(request.offset) {
@@ -525,15 +540,12 @@ impl Shared {
     /// it is large; a panicking source is an error. Every fetch is
     /// cancelled once the object and all its cursors are dropped.
     fn fetch(&self, range: Range<u64>, split: bool) -> Result<Bytes> {
-        let len = usize::try_from(range.end - range.start).map_err(|_| Error::InvalidConfig {
-            setting: "read size",
-            reason: format!(
-                "{} bytes do not fit in memory here",
-                range.end - range.start
-            ),
-        })?;
-        let mut buf = vec![0; len];
-        let parts = if split {
+        let mut buf = buffer(range.end - range.start)?;
+        // It fits in memory, so in a `usize`.
+        let len = (range.end - range.start) as usize;
+        buf.resize(len, 0);
+        // One stream read front to back is one request, read in order.
+        let parts = if split && self.ranges {
             (len as u64 / MIN_PART).clamp(1, self.concurrency as u64)
         } else {
             1
@@ -541,7 +553,10 @@ impl Shared {
         let part = len.div_ceil(parts as usize).max(1);
         let ctx = FetchContext::attached(self.dropped.clone(), self.counters.clone());
         let read = |offset: u64, chunk: &mut [u8]| {
-            Counters::add(&self.counters.requests, 1);
+            // A source reading one stream counts the requests it sends.
+            if self.ranges {
+                Counters::add(&self.counters.requests, 1);
+            }
             panic::catch_unwind(AssertUnwindSafe(|| {
                 self.source.read_at(offset, chunk, &ctx)
             }))
@@ -586,6 +601,19 @@ impl Shared {
     fn location(&self) -> String {
         panic::catch_unwind(AssertUnwindSafe(|| self.source.location()))
             .unwrap_or_else(|_| "the object".to_owned())
+    }
+}
+
+/// An empty buffer with room for exactly `len` bytes, or an error (not an
+/// abort) when the system cannot give them.
+fn buffer(len: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    match usize::try_from(len) {
+        Ok(n) if buf.try_reserve_exact(n).is_ok() => Ok(buf),
+        _ => Err(Error::io(
+            format!("cannot hold {len} bytes in memory"),
+            io::ErrorKind::OutOfMemory.into(),
+        )),
     }
 }
 

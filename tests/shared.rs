@@ -367,3 +367,79 @@ fn hinted_parts_keep_to_concurrency_and_reads_to_the_budget() {
         assert!(peak <= 2 * MIB, "peak {peak}");
     });
 }
+
+#[test]
+fn over_a_server_ignoring_ranges_the_object_is_one_stream_read_front_to_back() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = pattern(20 * MIB as usize);
+        let server = prefetch_reader::testing::TestServer::builder()
+            .object("/plain.bin", data.clone())
+            .build()
+            .expect("server");
+        server.set_persistent_fault(Some(prefetch_reader::testing::Fault::IgnoreRange));
+        let source = prefetch_reader::HttpSource::open(&server.url("/plain.bin")).expect("open");
+        assert!(!source.supports_ranges());
+        let object = SharedObject::new(source).expect("object");
+        // Ranges ahead cannot be served by one stream: hints ask nothing.
+        object.will_need(&[10 * MIB..12 * MIB]).expect("hint");
+        let mut out = Vec::new();
+        object.cursor(0).read_to_end(&mut out).expect("read");
+        assert!(out == data);
+        // A range after what was read, in one piece: one stream, not parts.
+        let rest = SharedObject::new(
+            prefetch_reader::HttpSource::open(&server.url("/plain.bin")).expect("open"),
+        )
+        .expect("object");
+        let piece = rest.bytes(MIB..19 * MIB).expect("bytes");
+        assert!(piece[..] == data[MIB as usize..19 * MIB as usize]);
+        let (one, two) = (object.stats(), rest.stats());
+        assert!(one.single_stream && two.single_stream);
+        // Requests are what the server saw, counted by the source.
+        assert_eq!(one.requests + two.requests, server.request_count() as u64);
+        assert_eq!(one.bytes_fetched, data.len() as u64);
+    });
+}
+
+/// A source far larger than any memory, of zeros.
+#[derive(Debug)]
+struct Huge;
+
+impl RangeSource for Huge {
+    fn len(&self) -> u64 {
+        1 << 62
+    }
+
+    fn read_at(
+        &self,
+        _offset: u64,
+        buf: &mut [u8],
+        ctx: &prefetch_reader::FetchContext,
+    ) -> prefetch_reader::Result<()> {
+        buf.fill(0);
+        ctx.add_bytes(buf.len() as u64);
+        Ok(())
+    }
+
+    fn location(&self) -> String {
+        "huge".to_owned()
+    }
+}
+
+#[test]
+fn bytes_of_a_range_larger_than_memory_are_an_error_not_an_abort() {
+    watchdog(WATCHDOG_SECS, || {
+        let object = SharedObject::new(Huge).expect("object");
+        let err = object.bytes(0..object.len()).expect_err("too large");
+        match err {
+            Error::Io { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::OutOfMemory);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The room it asked for is given back: reads go on.
+        assert_eq!(object.stats().allocated, 0);
+        let mut buf = [1; 100];
+        object.cursor(1 << 40).read_exact(&mut buf).expect("read");
+        assert_eq!(buf, [0; 100]);
+    });
+}
