@@ -136,6 +136,60 @@ fn a_server_ignoring_ranges_answers_the_tail_with_the_object_and_is_read_as_one_
 }
 
 #[test]
+fn a_tail_answered_without_a_length_falls_back_to_asking_as_without_one() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = random_bytes(200_000, 6);
+        let server = server_with("/o.bin", &data);
+        // The tail's answer alone streams the object with no length.
+        server.push_fault(Fault::IgnoreRangeNoLength);
+        let mut reader = open_tail(&server.url("/o.bin"), TAIL).expect("open");
+        assert_eq!(reader.len(), data.len() as u64);
+        let mut out = Vec::new();
+        reader.read_to_end(&mut out).expect("read");
+        assert!(out == data);
+        let methods: Vec<String> = server.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods[..2], ["GET", "HEAD"], "the tail, then the HEAD");
+        // The abandoned answer's body was not read: the reads' bytes alone.
+        assert_eq!(reader.stats().bytes_fetched, data.len() as u64);
+    });
+}
+
+#[test]
+fn a_server_that_never_says_the_length_is_a_clear_error() {
+    watchdog(WATCHDOG_SECS, || {
+        let server = server_with("/o.bin", &random_bytes(200_000, 7));
+        server.set_persistent_fault(Some(Fault::IgnoreRangeNoLength));
+        for tail in [Some(TAIL), None] {
+            let mut builder = HttpSource::builder();
+            if let Some(n) = tail {
+                builder.tail(n);
+            }
+            let err = builder.open(&server.url("/o.bin")).expect_err("no length");
+            assert!(
+                err.to_string().contains("length is unknown"),
+                "{tail:?}: {err}"
+            );
+        }
+    });
+}
+
+#[test]
+fn bytes_of_a_tail_attempt_that_broke_count_as_fetched() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = random_bytes(1 << 20, 8);
+        let server = server_with("/o.bin", &data);
+        server.push_fault(Fault::ResetMidBody { after: 30_000 });
+        let mut reader = open_tail(&server.url("/o.bin"), TAIL).expect("open");
+        let mut end = vec![0; TAIL as usize];
+        reader.seek(SeekFrom::End(-(TAIL as i64))).expect("seek");
+        reader.read_exact(&mut end).expect("read the tail");
+        assert!(end[..] == data[data.len() - TAIL as usize..]);
+        assert_eq!(server.get_count(), 2, "the tail, retried once");
+        assert_eq!(reader.stats().bytes_fetched, server.bytes_sent());
+    });
+}
+
+#[test]
 fn a_zip_directory_is_read_with_the_open_in_one_request() {
     watchdog(WATCHDOG_SECS, || {
         let members: Vec<(String, Vec<u8>)> = (0..100)

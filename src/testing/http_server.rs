@@ -195,6 +195,9 @@ pub enum Fault {
     /// Answer `200` with the whole object, ignoring `Range`, and send no
     /// `Accept-Ranges` (as Python's `http.server` does).
     IgnoreRange,
+    /// As [`Fault::IgnoreRange`], without `Content-Length`: the body ends
+    /// when the connection closes (as a server streaming what it makes).
+    IgnoreRangeNoLength,
     /// As [`Fault::IgnoreRange`], then reset the connection after `after`
     /// body bytes.
     IgnoreRangeThenReset {
@@ -1107,8 +1110,19 @@ struct Plan {
     headers: Vec<(&'static str, String)>,
     body: Body,
     cut: Cut,
-    bad_content_length: bool,
+    length: Length,
     close: bool,
+}
+
+/// The `Content-Length` a response sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    /// The body's.
+    Sent,
+    /// `abc` ([`Fault::BadContentLength`]).
+    Bad,
+    /// None: the body ends as the connection closes.
+    Omitted,
 }
 
 impl Plan {
@@ -1118,7 +1132,7 @@ impl Plan {
             headers: Vec::new(),
             body,
             cut: Cut::None,
-            bad_content_length: false,
+            length: Length::Sent,
             close: false,
         }
     }
@@ -1269,7 +1283,11 @@ impl Shared {
 
         let ignores_range = matches!(
             fault,
-            Some(Fault::IgnoreRange | Fault::IgnoreRangeThenReset { .. })
+            Some(
+                Fault::IgnoreRange
+                    | Fault::IgnoreRangeNoLength
+                    | Fault::IgnoreRangeThenReset { .. }
+            )
         );
         let range = if request.method == "GET" && !ignores_range {
             single_range(request).filter(|_| if_range_passes(request, etag.as_deref(), modified))
@@ -1332,7 +1350,8 @@ impl Shared {
             }
             Some(Fault::ShortBody { after }) => plan.cut = Cut::Short(*after),
             Some(Fault::Stall(d)) => plan.cut = Cut::Stall(*d),
-            Some(Fault::BadContentLength) => plan.bad_content_length = true,
+            Some(Fault::BadContentLength) => plan.length = Length::Bad,
+            Some(Fault::IgnoreRangeNoLength) => plan.length = Length::Omitted,
             _ => {}
         }
         Ok(plan)
@@ -1719,7 +1738,7 @@ impl Connection<'_> {
             || has_body
             // A broken body breaks the connection's framing.
             || plan.cut != Cut::None
-            || plan.bad_content_length;
+            || plan.length != Length::Sent;
         self.send(plan, request.method == "HEAD")
     }
 
@@ -1747,10 +1766,12 @@ impl Connection<'_> {
         for (name, value) in &plan.headers {
             let _ = write!(head, "{name}: {value}\r\n");
         }
-        if plan.bad_content_length {
-            head.push_str("Content-Length: abc\r\n");
-        } else {
-            let _ = write!(head, "Content-Length: {body_len}\r\n");
+        match plan.length {
+            Length::Sent => {
+                let _ = write!(head, "Content-Length: {body_len}\r\n");
+            }
+            Length::Bad => head.push_str("Content-Length: abc\r\n"),
+            Length::Omitted => {}
         }
         let connection = if plan.close { "close" } else { "keep-alive" };
         let _ = write!(head, "Connection: {connection}\r\n\r\n");

@@ -252,6 +252,7 @@ impl HttpSourceBuilder {
             sent_at_open: 0,
             stream: None,
             tail: None,
+            received_at_open: 0,
         })
     }
 }

@@ -188,6 +188,9 @@ pub struct HttpSource {
     stream: Option<whole::WholeStream>,
     /// The object's last bytes, when the open asked for them.
     tail: Option<tail::Tail>,
+    /// Bytes of bodies the open received (the tail, and any attempt that
+    /// failed on the way).
+    received_at_open: u64,
 }
 
 /// How reads are pinned when the URL names one version of the object (as
@@ -265,6 +268,8 @@ struct Metadata {
     stream: Option<whole::WholeStream>,
     /// The object's last bytes, from an open that asked for them.
     tail: Option<tail::Tail>,
+    /// Bytes of bodies the open received, failed attempts' included.
+    received: u64,
 }
 
 /// The bytes a `GET` asks for, as its `Range` header says them.
@@ -376,6 +381,7 @@ impl HttpSource {
         self.version_in_url = Some(version);
         self.stream = None;
         self.tail = None;
+        self.received_at_open = 0;
         self.sent_at_open = self.sent.load(Relaxed);
         Ok(())
     }
@@ -432,21 +438,33 @@ impl HttpSource {
     /// them, unless the server's answer says too little.
     fn learn_metadata(&self, probe_ranges: bool, tail: Option<u64>) -> Result<Metadata> {
         let ctx = FetchContext::new();
+        let mut meta = self.learn_metadata_with(probe_ranges, tail, &ctx)?;
+        let kept = meta.tail.as_ref().map_or(0, tail::Tail::len);
+        meta.received = ctx.bytes_received().max(kept);
+        Ok(meta)
+    }
+
+    fn learn_metadata_with(
+        &self,
+        probe_ranges: bool,
+        tail: Option<u64>,
+        ctx: &FetchContext,
+    ) -> Result<Metadata> {
         let agent = self.agent();
         if let Some(n) = tail {
-            if let Some(meta) = self.with_retries(&ctx, || self.learn_with_tail(&agent, n, &ctx))? {
+            if let Some(meta) = self.with_retries(ctx, || self.learn_with_tail(&agent, n, ctx))? {
                 return Ok(meta);
             }
         }
-        if let Some(mut meta) = self.with_retries(&ctx, || self.head(&agent))? {
+        if let Some(mut meta) = self.with_retries(ctx, || self.head(&agent))? {
             if probe_ranges && !meta.ranges_advertised && meta.len > 1 {
                 let etag = meta.etag.as_deref();
                 meta.stream =
-                    self.with_retries(&ctx, || self.probe_ranges(&agent, meta.len, etag))?;
+                    self.with_retries(ctx, || self.probe_ranges(&agent, meta.len, etag))?;
             }
             return Ok(meta);
         }
-        self.with_retries(&ctx, || self.probe(&agent))
+        self.with_retries(ctx, || self.probe(&agent))
     }
 
     fn head(&self, agent: &Agent) -> Result<Option<Metadata>, Failure> {
@@ -563,6 +581,7 @@ impl HttpSource {
             ranges_advertised: whole::advertises_ranges(response),
             stream: None,
             tail: None,
+            received: 0,
         }
     }
 
@@ -589,6 +608,7 @@ impl HttpSource {
         self.last_modified = meta.last_modified;
         self.stream = meta.stream;
         self.tail = meta.tail;
+        self.received_at_open = meta.received;
         Ok(())
     }
 
@@ -851,9 +871,10 @@ impl RangeSource for HttpSource {
         self.sent_at_open
     }
 
-    /// The tail's bytes, when the open asked for them.
+    /// The bytes of bodies the open received: the tail's, when it asked
+    /// for one, and those of attempts that failed.
     fn bytes_at_open(&self) -> u64 {
-        self.tail.as_ref().map_or(0, tail::Tail::len)
+        self.received_at_open
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], ctx: &FetchContext) -> Result<()> {

@@ -47,9 +47,10 @@ impl Tail {
 impl HttpSource {
     /// `GET bytes=-n`: the length, validator and last `n` bytes (the whole
     /// object when it is shorter) in one request. `None` when the answer
-    /// says too little (a `416` for an object that is not empty): the open
-    /// then asks as it would without a tail. A `200` (the server ignores
-    /// ranges) makes the source one stream, as a probe's does.
+    /// says too little (a `416` for an object that is not empty, a `200`
+    /// without `Content-Length`): the open then asks as it would without a
+    /// tail. A `200` (the server ignores ranges) makes the source one
+    /// stream, as a probe's does.
     pub(super) fn learn_with_tail(
         &self,
         agent: &Agent,
@@ -101,6 +102,14 @@ impl HttpSource {
                     Ok(None)
                 }
             },
+            // Without a length the answer says too little; a `HEAD` may say more.
+            200 if header_str(&response, header::CONTENT_LENGTH).is_none() => {
+                log::debug!(
+                    "{what} {}: 200 without Content-Length; asking as without a tail",
+                    self.location
+                );
+                Ok(None)
+            }
             200 => {
                 let len = self.whole_length(&response, &what)?;
                 let mut meta = self.metadata(&response, len);
