@@ -253,11 +253,15 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// read-ahead of their own (a seek into one is soft). Ranges are
     /// clipped to the object, and merged where the gap between them costs
     /// less than a round trip (the link's round trip × bandwidth once
-    /// measured, 1 MiB before); no more of them is fetched than the budget
-    /// (`max_prefetch`) holds beside one demand read, and reads fetch the
-    /// rest as usual. A part leaves when read to its end; the next call
-    /// replaces the hints not yet read (their unread bytes count as
-    /// wasted), and `will_need(&[])` clears them.
+    /// measured, 1 MiB before). Hinted parts hold at most the budget
+    /// (`max_prefetch`) less room for one demand read; a part leaves when
+    /// read to its end, and the parts the budget did not hold yet are
+    /// fetched as room comes. A read of a hinted part not fetched yet has
+    /// it fetched next; if the parts held leave it no room, those planned
+    /// last are dropped (a read there later fetches as usual). The next
+    /// call replaces the hints not yet read (their unread bytes count as
+    /// wasted), and `will_need(&[])` clears them. At most 65 536 parts are
+    /// planned per call; reads past them fetch as usual.
     ///
     /// ```
     /// use prefetch_reader::{MemorySource, PrefetchReader};
@@ -577,10 +581,13 @@ impl<S: RangeSource> PrefetchReader<S> {
             .hints
             .covering(self.pos)
             .is_some_and(|(_, issued)| issued);
+        let generation = self.hints.generation();
         if !issued {
             // The epoch's read-ahead, or a part of an earlier call being
-            // read, may hold the memory the hint needs.
+            // read, may hold the memory the hint needs; and it is asked
+            // for next.
             self.new_epoch();
+            self.send(Event::NeedHint { generation, offset })?;
         }
         let started = Instant::now();
         loop {
@@ -588,8 +595,12 @@ impl<S: RangeSource> PrefetchReader<S> {
                 self.add_wait(started);
                 self.leave_current();
                 self.buffers.set_current(offset, data);
-                self.current_hint = Some(self.hints.generation());
+                self.current_hint = Some(generation);
                 return Ok(());
+            }
+            if !issued {
+                // Hinted parts held, and those arriving, must leave it room.
+                self.hints.make_room_for(offset);
             }
             let hinted = self
                 .link()?

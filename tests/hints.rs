@@ -1,7 +1,7 @@
 //! `will_need`: the ranges a caller says it will read are fetched exactly
-//! (merged across small gaps, split into parts, within the budget), reads
-//! inside them make no request of their own, and a new call replaces the
-//! hints not yet read.
+//! (merged across small gaps, split into parts, as the budget makes room),
+//! reads inside them make no request of their own, and a new call replaces
+//! the hints not yet read.
 
 #![cfg(feature = "testing")]
 #![allow(
@@ -108,8 +108,12 @@ fn a_hint_larger_than_a_part_is_split_into_parallel_parts_within_the_budget() {
         // The budget less the window behind and room for a demand read.
         assert!(hinted <= 32 * MIB - MIB - 4 * MIB, "{hinted} bytes hinted");
         assert!(source.max_in_flight() <= 4);
-        // The rest is read as usual.
+        // The rest is fetched as the parts held are read, each byte once.
         read_range(&mut reader, 0..len);
+        reader.wait_until_quiet().expect("quiet");
+        let calls = source.calls();
+        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), len, "{calls:?}");
+        assert!(calls.iter().all(|c| c.len <= 4 * MIB), "{calls:?}");
         assert!(reader.stats().peak_allocated <= 32 * MIB);
     });
 }
@@ -350,5 +354,108 @@ fn a_part_of_an_earlier_call_being_read_never_keeps_the_next_call_from_its_room(
         reader.will_need(&[11 * MIB..len]).expect("hints");
         read_range(&mut reader, 11 * MIB..11 * MIB + 1);
         read_range(&mut reader, len - 10..len);
+    });
+}
+
+/// Six 3 MiB ranges 8 MiB apart: 18 MiB hinted, over twice the budget.
+fn ranges_beyond_an_8_mib_budget() -> Vec<Range<u64>> {
+    (0..6).map(|i| i * 8 * MIB..i * 8 * MIB + 3 * MIB).collect()
+}
+
+fn reader_with_an_8_mib_budget(
+    source: Arc<CountingSource<MemorySource>>,
+) -> PrefetchReader<Arc<CountingSource<MemorySource>>> {
+    let mut builder = PrefetchReader::builder();
+    builder
+        .max_prefetch(8 * MIB)
+        .max_part_size(MIB)
+        .window_behind(MIB)
+        .concurrency(4);
+    build(&builder, source)
+}
+
+#[test]
+fn hints_beyond_the_budget_are_fetched_as_earlier_ones_are_read_through() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(48 * MIB);
+        let mut reader = reader_with_an_8_mib_budget(source.clone());
+        let ranges = ranges_beyond_an_8_mib_budget();
+        reader.will_need(&ranges).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        let early: u64 = source.calls().iter().map(|c| c.len).sum();
+        assert!(
+            early > 0 && early <= 8 * MIB,
+            "{early} bytes before any read"
+        );
+        for range in &ranges {
+            read_range(&mut reader, range.clone());
+        }
+        reader.wait_until_quiet().expect("quiet");
+        // Every hinted byte fetched once, by hinted requests alone.
+        let calls = source.calls();
+        assert!(
+            calls.iter().all(|c| ranges
+                .iter()
+                .any(|r| r.start <= c.offset && c.offset + c.len <= r.end)),
+            "{calls:?}"
+        );
+        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), 18 * MIB);
+        let handle = reader.stats_handle();
+        drop(reader);
+        let stats = settled(&handle);
+        assert_eq!(stats.bytes_wasted, 0);
+        assert!(stats.peak_allocated <= 8 * MIB, "{}", stats.peak_allocated);
+    });
+}
+
+#[test]
+fn a_read_of_a_hint_the_budget_did_not_hold_yet_is_fetched_next_within_the_budget() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(48 * MIB);
+        let mut reader = reader_with_an_8_mib_budget(source.clone());
+        let ranges = ranges_beyond_an_8_mib_budget();
+        reader.will_need(&ranges).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        // The last range first, while the parts held (none of it) fill
+        // the budget; half of each, so parts left midway are held too.
+        let half = |r: &Range<u64>| r.start + (r.end - r.start) / 2;
+        for range in ranges.iter().rev() {
+            read_range(&mut reader, range.start..half(range));
+        }
+        for range in &ranges {
+            read_range(&mut reader, half(range)..range.end);
+        }
+        reader.wait_until_quiet().expect("quiet");
+        let stats = reader.stats();
+        assert!(stats.peak_allocated <= 8 * MIB, "{}", stats.peak_allocated);
+        // Parts dropped to make room are fetched again, at most what the
+        // budget held each time a read found no room.
+        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        assert!(fetched <= 18 * MIB + 6 * 8 * MIB, "{fetched} bytes fetched");
+    });
+}
+
+#[test]
+fn hints_under_a_budget_too_small_for_a_part_beside_a_read_are_still_served_once() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(16 * MIB);
+        let mut builder = PrefetchReader::builder();
+        builder.max_prefetch(MIB).window_behind(0).concurrency(4);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[2 * MIB..6 * MIB]).expect("hints");
+        // In small reads, which alone would make read-ahead run past it.
+        for at in (2 * MIB..6 * MIB).step_by(100 * KIB as usize) {
+            read_range(&mut reader, at..(at + 100 * KIB).min(6 * MIB));
+        }
+        reader.wait_until_quiet().expect("quiet");
+        let calls = source.calls();
+        assert!(
+            calls
+                .iter()
+                .all(|c| 2 * MIB <= c.offset && c.offset + c.len <= 6 * MIB),
+            "{calls:?}"
+        );
+        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), 4 * MIB);
+        assert!(reader.stats().peak_allocated <= MIB);
     });
 }

@@ -4,10 +4,11 @@
 //! the producer issues them. A read inside a planned request is served from
 //! its part (waiting for it to be issued if need be); a part the reader
 //! leaves before its end comes back here, so a return to it needs no
-//! request; a part read to its end leaves, and the next call's plan
-//! replaces whatever is left.
+//! request; a part read to its end leaves, making room for the parts the
+//! budget did not hold yet, and the next call's plan replaces whatever is
+//! left.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::block::{BlockData, HintedPart};
 use super::policy::Request;
@@ -19,11 +20,23 @@ struct Slot {
     part: Option<BlockData>,
 }
 
+/// A call's plan, as the producer answers it.
+pub(crate) struct HintPlan {
+    /// The requests, in the order they are made.
+    pub(crate) requests: Vec<Request>,
+    /// Most bytes of hinted parts the reader may hold, the one it waits
+    /// for included: the producer makes that one only when it fits.
+    pub(crate) room: u64,
+}
+
 /// The current call's planned requests, by offset.
 #[derive(Default)]
 pub(crate) struct Hints {
     generation: u64,
     slots: BTreeMap<u64, Slot>,
+    /// Each planned request's place in the plan, by offset.
+    places: HashMap<u64, usize>,
+    room: u64,
 }
 
 impl Hints {
@@ -34,9 +47,17 @@ impl Hints {
 
     /// Replaces the hints with call `generation`'s plan; parts of earlier
     /// calls are dropped (their unread bytes count as wasted).
-    pub(crate) fn replace(&mut self, generation: u64, plan: &[Request]) {
+    pub(crate) fn replace(&mut self, generation: u64, plan: &HintPlan) {
         self.generation = generation;
+        self.room = plan.room;
+        self.places = plan
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(place, request)| (request.offset, place))
+            .collect();
         self.slots = plan
+            .requests
             .iter()
             .map(|request| {
                 let slot = Slot {
@@ -83,9 +104,33 @@ impl Hints {
         self.slots.remove(&offset)?.part
     }
 
+    /// Drops parts held (other than the one at `offset`, planned last
+    /// first) until those left and the request at `offset` fit in the
+    /// room: the producer makes that request only then. A dropped part is
+    /// no longer a hint; a read there fetches as usual.
+    pub(crate) fn make_room_for(&mut self, offset: u64) {
+        let want = self.slots.get(&offset).map_or(0, |slot| slot.len);
+        let mut held: Vec<(usize, u64, u64)> = self
+            .slots
+            .iter()
+            .filter(|(&at, slot)| at != offset && slot.part.is_some())
+            .map(|(&at, slot)| (self.places.get(&at).copied().unwrap_or(0), at, slot.len))
+            .collect();
+        held.sort_unstable();
+        let mut total: u64 = held.iter().map(|&(_, _, len)| len).sum();
+        while total.saturating_add(want) > self.room {
+            let Some((_, at, len)) = held.pop() else {
+                return;
+            };
+            self.slots.remove(&at);
+            total -= len;
+        }
+    }
+
     /// Drops every hint (close).
     pub(crate) fn clear(&mut self) {
         self.slots.clear();
+        self.places.clear();
     }
 }
 
@@ -104,14 +149,18 @@ mod tests {
     #[test]
     fn planned_ranges_are_found_by_any_offset_inside_them_and_replaced_by_the_next_plan() {
         let mut hints = Hints::default();
-        hints.replace(1, &[request(100, 50), request(1000, 10)]);
+        let plan = |requests| HintPlan {
+            requests,
+            room: 1 << 20,
+        };
+        hints.replace(1, &plan(vec![request(100, 50), request(1000, 10)]));
         assert_eq!(hints.covering(99), None);
         assert_eq!(hints.covering(100), Some((100, false)));
         assert_eq!(hints.covering(149), Some((100, false)));
         assert_eq!(hints.covering(150), None);
         assert_eq!(hints.covering(1005), Some((1000, false)));
         assert!(hints.take(100).is_none(), "not issued yet");
-        hints.replace(2, &[request(0, 10)]);
+        hints.replace(2, &plan(vec![request(0, 10)]));
         assert_eq!(hints.covering(100), None);
         assert_eq!(hints.generation(), 2);
     }

@@ -148,6 +148,11 @@ const PART_ROUND_TRIPS: f64 = 32.0;
 /// as Arrow's `ReadRangeCache` and parquet's default coalescing.
 pub(crate) const DEFAULT_HINT_GAP: u64 = 1 << 20;
 
+/// The most requests one `will_need` call is planned into: what comes
+/// after them is read as if not hinted. Bounds the plan's memory (a few
+/// MiB) whatever ranges a caller passes.
+pub(crate) const MAX_HINT_PARTS: usize = 65_536;
+
 /// Weight of a new sample in the link estimates: recent parts matter most,
 /// one slow part does not swing the size.
 const LINK_SAMPLE_WEIGHT: f64 = 0.25;
@@ -375,6 +380,14 @@ impl Policy {
         self.memory_limit().saturating_sub(self.largest_block())
     }
 
+    /// The largest hinted part: a read-ahead part, and small enough that
+    /// hinted parts run in the background within
+    /// [`hint_limit`](Self::hint_limit) when the budget is small; never
+    /// below `min_part_size`.
+    fn hint_part(&self) -> u64 {
+        self.part_cap().min(self.hint_limit()).max(self.min_part)
+    }
+
     /// The largest block that fits beside the window behind: no request
     /// is larger, so a read of any size is served within the budget.
     fn largest_block(&self) -> u64 {
@@ -507,9 +520,10 @@ impl Policy {
     /// given: clipped to the object, merged where they overlap or the gap
     /// between them costs less than a round trip (the link's round trip ×
     /// bandwidth, [`DEFAULT_HINT_GAP`] until measured), split into parts
-    /// of at most the read-ahead part size so they run in parallel, and no
-    /// more in all than the budget holds beside one demand block (reads
-    /// fetch the rest).
+    /// of at most the read-ahead part size (and what hinted parts may hold
+    /// at once) so they run in parallel; at most [`MAX_HINT_PARTS`]. The
+    /// plan may be larger than the budget: the producer fetches it in
+    /// order as room comes.
     pub(crate) fn plan_hints(&self, ranges: &[Range<u64>]) -> Vec<Request> {
         // Each range with its place in the caller's order.
         let mut clipped: Vec<(u64, u64, usize)> = ranges
@@ -532,19 +546,17 @@ impl Policy {
         }
         // Fetched in the order given: a merged range where its first range was.
         merged.sort_by_key(|&(_, _, place)| place);
-        let part = self.part_cap();
-        let mut room = self.hint_limit();
+        let part = self.hint_part();
         let mut plan = Vec::new();
         for (start, end, _) in merged {
             let parts = (end - start).div_ceil(part);
             let each = (end - start).div_ceil(parts);
             let mut offset = start;
             while offset < end {
-                let len = each.min(end - offset);
-                if len > room {
+                if plan.len() == MAX_HINT_PARTS {
                     return plan;
                 }
-                room -= len;
+                let len = each.min(end - offset);
                 plan.push(Request {
                     offset,
                     len,
@@ -855,18 +867,38 @@ mod tests {
         assert!(plan.iter().all(|r| !r.readahead));
 
         // A range larger than a part is split into equal parts that run at
-        // once; no more than the budget holds beside a demand block.
+        // once, all of it, beyond the budget too (fetched as room comes).
         let p = policy(1 << 30);
         let whole = 0..1 << 30;
         let plan = p.plan_hints(std::slice::from_ref(&whole));
         assert!(plan.iter().all(|r| r.len <= p.part_cap()), "{plan:?}");
         let total: u64 = plan.iter().map(|r| r.len).sum();
-        assert!(total <= p.memory_limit() - p.largest_block());
-        assert!(total + p.part_cap() > p.memory_limit() - p.largest_block());
+        assert_eq!(total, 1 << 30);
         assert!(plan
             .windows(2)
             .all(|w| w[0].offset + w[0].len == w[1].offset));
         assert!(p.plan_hints(&[]).is_empty());
+    }
+
+    #[test]
+    fn hint_parts_fit_a_small_budget_and_a_plan_has_a_bounded_number_of_parts() {
+        let limits = Limits {
+            max_prefetch: 4 * MIB,
+            max_part: MIB,
+            window_behind: 0,
+            ..Config::default().limits()
+        };
+        let p = Policy::new(limits, 1 << 40);
+        let plan = p.plan_hints(std::slice::from_ref(&(0..64 * MIB)));
+        // Each part fits where hinted parts may be, beside a demand block.
+        assert!(p.hint_limit() > 0);
+        assert!(plan.iter().all(|r| r.len <= p.hint_limit()), "{plan:?}");
+        assert_eq!(plan.iter().map(|r| r.len).sum::<u64>(), 64 * MIB);
+        // Tiny ranges far apart: one request each, up to the bound.
+        let many: Vec<_> = (0..MAX_HINT_PARTS as u64 + 10)
+            .map(|i| i * 8 * MIB..i * 8 * MIB + 1)
+            .collect();
+        assert_eq!(p.plan_hints(&many).len(), MAX_HINT_PARTS);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
 use super::block::{Block, Charge, HintedPart, Part, PartWriter, Spares};
+use super::hints::HintPlan;
 use super::io_pool::IoPool;
 use super::part_buffer::PartBuffer;
 use super::policy::{Policy, ReaderState, Request};
@@ -39,8 +40,11 @@ pub(crate) enum Event {
     WillNeed {
         generation: u64,
         ranges: Vec<Range<u64>>,
-        plan: Sender<Vec<Request>>,
+        plan: Sender<HintPlan>,
     },
+    /// The reader waits for the hinted request at `offset` of call
+    /// `generation`, not made yet: make it next.
+    NeedHint { generation: u64, offset: u64 },
     /// The reader took a block: the channel has room.
     Taken,
     /// A fetch job ended: of this epoch, or (`None`) of a hint.
@@ -106,6 +110,9 @@ struct Scheduler<S> {
     hints: VecDeque<Request>,
     hint_generation: u64,
     hint_cancel: Arc<AtomicBool>,
+    /// The hinted request the reader waits for, at the front of `hints`:
+    /// it may take the room kept for a demand block.
+    needed: Option<u64>,
     /// Who waits for the producer to fall quiet.
     #[cfg(feature = "testing")]
     quiet_waiters: Vec<Sender<()>>,
@@ -122,6 +129,7 @@ impl<S: RangeSource> Producer<S> {
             hints: VecDeque::new(),
             hint_generation: 0,
             hint_cancel: Arc::new(AtomicBool::new(false)),
+            needed: None,
             outbox: VecDeque::new(),
             next_ticket: 0,
             #[cfg(feature = "testing")]
@@ -215,7 +223,20 @@ impl<S: RangeSource> Scheduler<S> {
                     Vec::new()
                 };
                 self.hints = requests.iter().copied().collect();
-                let _ = plan.send(requests);
+                self.needed = None;
+                let _ = plan.send(HintPlan {
+                    requests,
+                    room: self.shared.policy.memory_limit(),
+                });
+            }
+            Event::NeedHint { generation, offset } => {
+                let at = self.hints.iter().position(|r| r.offset == offset);
+                if let (true, Some(at)) = (generation == self.hint_generation, at) {
+                    if let Some(request) = self.hints.remove(at) {
+                        self.hints.push_front(request);
+                        self.needed = Some(offset);
+                    }
+                }
             }
             Event::Taken | Event::Freed => {}
             Event::Shutdown => return false,
@@ -300,15 +321,29 @@ impl<S: RangeSource> Scheduler<S> {
     }
 
     /// Starts the hinted requests that fit now: within the concurrency
-    /// and the memory limit, in the order planned.
+    /// and the memory limit, in the order planned (the one the reader
+    /// waits for first). The plan may be larger than the budget: the rest
+    /// waits for room, made as the reader reads hinted parts through.
     fn schedule_hints(&mut self) {
         while let Some(&request) = self.hints.front() {
             let allocated = self.shared.counters.allocated_for_blocks();
             let allocated = allocated.saturating_sub(self.shared.spares.charged());
-            // Room for one demand block stays free whatever the hints hold.
-            let fits = allocated.saturating_add(request.len) <= self.shared.policy.hint_limit();
+            // Room for one demand block stays free whatever the hints hold,
+            // but for the part the reader waits for: it reads nothing else
+            // meanwhile, and keeps what it holds within the budget beside
+            // it (alone, it goes whatever its size).
+            let needed = self.needed == Some(request.offset);
+            let limit = if needed {
+                self.shared.policy.memory_limit()
+            } else {
+                self.shared.policy.hint_limit()
+            };
+            let fits = allocated.saturating_add(request.len) <= limit || (needed && allocated == 0);
             if self.in_flight >= self.shared.policy.concurrency() || !fits {
                 return;
+            }
+            if needed {
+                self.needed = None;
             }
             self.hints.pop_front();
             self.in_flight += 1;
