@@ -8,13 +8,16 @@
 //! in the background on the I/O pool, at most `concurrency` at a time (one
 //! request each), and a read reaching a hinted part not started yet fetches
 //! it itself on its own thread (so it never waits for a pool thread other
-//! objects may hold). Hints leave room for one read's fetch; a read that
-//! finds no room drops the hints not started and waits for fetches under
-//! way. Dropping the object and all its cursors cancels its fetches. So
+//! objects may hold). Hints leave room for one read's fetch, and hinted
+//! bytes not read through yet are never evicted for other hints: parts the
+//! budget cannot hold wait, in order, until reads make room. A read that
+//! finds no room puts the hints not started back to wait and waits for
+//! fetches under way. Dropping the object and all its cursors cancels its
+//! fetches. So
 //! no byte is fetched twice while it is cached or on its way, whichever
 //! cursor asked for it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
@@ -27,7 +30,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::config::ReaderBuilder;
 use crate::error::{Error, Result};
 use crate::prefetch::io_pool::IoPool;
-use crate::prefetch::policy::{Policy, Request};
+use crate::prefetch::policy::{Policy, Request, MAX_HINT_PARTS};
 use crate::source::{FetchContext, RangeSource};
 use crate::stats::{Counters, Stats};
 
@@ -122,10 +125,26 @@ struct State {
     /// Bytes cached and reserved for fetches under way.
     bytes: u64,
     limit: u64,
+    /// Starts of the cached ranges that were hinted and are not read
+    /// through yet: other hints never evict them.
+    unread: HashSet<u64>,
     /// Hinted parts not yet started, in the order given.
     queue: VecDeque<Request>,
+    /// Hinted parts the budget cannot hold yet, in the order given.
+    later: VecDeque<Request>,
     /// Pool jobs working through `queue`.
     workers: usize,
+}
+
+/// How [`State::reserve`] may make room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Room {
+    /// By evicting cached ranges, for a read.
+    ForRead,
+    /// By evicting cached ranges but hinted ones not read through.
+    ForHint,
+    /// By evicting, then going over the cap if it must.
+    Force,
 }
 
 impl State {
@@ -167,18 +186,31 @@ impl State {
     }
 
     /// Reserves room for `len` bytes within `cap`, evicting the oldest
-    /// ranges while it would not fit; with `force`, reserves it even when
-    /// it does not. Without `force`, nothing is evicted when even an empty
-    /// cache would leave too little room.
-    fn reserve(&mut self, len: u64, cap: u64, force: bool, counters: &Counters) -> bool {
-        let cached: u64 = self.cache.values().map(|b| b.len() as u64).sum();
-        if !force && self.bytes - cached + len > cap {
+    /// ranges (but, for a hint, hinted ones not read through) while it
+    /// would not fit; with `force`, reserves it even when it does not.
+    /// Without `force`, nothing is evicted when even evicting all it may
+    /// would leave too little room.
+    fn reserve(&mut self, len: u64, cap: u64, room: Room, counters: &Counters) -> bool {
+        let force = room == Room::Force;
+        let spare = room == Room::ForHint;
+        let evictable: u64 = self
+            .cache
+            .iter()
+            .filter(|(start, _)| !(spare && self.unread.contains(start)))
+            .map(|(_, b)| b.len() as u64)
+            .sum();
+        if !force && self.bytes - evictable + len > cap {
             return false;
         }
         while self.bytes + len > cap {
-            let Some(start) = self.order.pop_front() else {
+            let next = self
+                .order
+                .iter()
+                .position(|start| !(spare && self.unread.contains(start)));
+            let Some(start) = next.and_then(|at| self.order.remove(at)) else {
                 break;
             };
+            self.unread.remove(&start);
             if let Some(old) = self.cache.remove(&start) {
                 self.bytes -= old.len() as u64;
                 counters.free(old.len() as u64);
@@ -192,19 +224,93 @@ impl State {
         fits || force
     }
 
-    /// Drops the hinted parts not started yet, giving their room back: a
-    /// read needs it.
+    /// Queues `request` (up to where held bytes begin; nothing if its
+    /// start is held) if its room can be reserved beside room for one
+    /// read's fetch, without evicting hinted bytes not read through;
+    /// whether it was dealt with.
+    fn queue_part(&mut self, request: Request, counters: &Counters) -> bool {
+        if self.cached(request.offset).is_some() || self.pending_at(request.offset) {
+            return true;
+        }
+        let mut end = request.offset + request.len;
+        if let Some(next) = self.next_start_after(request.offset) {
+            end = end.min(next);
+        }
+        let len = end - request.offset;
+        let cap = self.limit.saturating_sub(MIN_FETCH);
+        if !self.reserve(len, cap, Room::ForHint, counters) {
+            return false;
+        }
+        self.pending.insert(request.offset, end);
+        self.queue.push_back(Request { len, ..request });
+        true
+    }
+
+    /// Takes `range`, which a read fetches, out of the hinted parts
+    /// waiting for room.
+    fn claim_later(&mut self, range: Range<u64>) {
+        let mut kept = VecDeque::with_capacity(self.later.len());
+        for request in self.later.drain(..) {
+            let end = request.offset + request.len;
+            if end <= range.start || request.offset >= range.end {
+                kept.push_back(request);
+                continue;
+            }
+            if request.offset < range.start {
+                let len = range.start - request.offset;
+                kept.push_back(Request { len, ..request });
+            }
+            if end > range.end {
+                let (offset, len) = (range.end, end - range.end);
+                kept.push_back(Request {
+                    offset,
+                    len,
+                    ..request
+                });
+            }
+        }
+        self.later = kept;
+    }
+
+    /// Puts the hinted parts not started yet back to wait, giving their
+    /// room back: a read needs it.
     fn drop_queued(&mut self, counters: &Counters) {
-        for request in std::mem::take(&mut self.queue) {
+        for request in std::mem::take(&mut self.queue).into_iter().rev() {
             self.pending.remove(&request.offset);
             self.bytes -= request.len;
             counters.free(request.len);
+            if !request.readahead {
+                self.later.push_front(request);
+            }
+        }
+    }
+
+    /// Marks the hinted ranges that `range`, just read, reads through.
+    fn read_through(&mut self, range: Range<u64>) {
+        let through: Vec<u64> = self
+            .cache
+            .range(..range.end)
+            .rev()
+            .take_while(|(&start, bytes)| start + bytes.len() as u64 > range.start)
+            .filter(|(&start, bytes)| start + bytes.len() as u64 <= range.end)
+            .map(|(&start, _)| start)
+            .collect();
+        for start in through {
+            self.unread.remove(&start);
         }
     }
 
     /// Ends the fetch at `start` whose room was reserved: its bytes go to
     /// the cache, or its room is given back.
-    fn finish(&mut self, start: u64, reserved: u64, bytes: Option<Bytes>, counters: &Counters) {
+    /// `hinted` bytes stay until read through, whatever other hints need.
+    fn finish(
+        &mut self,
+        start: u64,
+        reserved: u64,
+        bytes: Option<Bytes>,
+        hinted: bool,
+        counters: &Counters,
+    ) {
         self.pending.remove(&start);
         match bytes {
             Some(bytes) => {
@@ -214,6 +320,11 @@ impl State {
                     self.order.retain(|&s| s != start);
                 }
                 self.order.push_back(start);
+                if hinted {
+                    self.unread.insert(start);
+                } else {
+                    self.unread.remove(&start);
+                }
             }
             None => {
                 self.bytes -= reserved;
@@ -284,7 +395,9 @@ impl SharedObject {
                     pending: BTreeMap::new(),
                     bytes: 0,
                     limit: config.max_prefetch,
+                    unread: HashSet::new(),
                     queue: VecDeque::new(),
+                    later: VecDeque::new(),
                     workers: 0,
                 }),
                 fetched: Condvar::new(),
@@ -314,11 +427,14 @@ impl SharedObject {
 
     /// Says these ranges will be read: they are fetched in the background,
     /// in the order given, ranges a short gap apart (under a round trip's
-    /// worth of bytes) as one, large ones in parallel parts, while they fit
-    /// in `max_prefetch` beside a demand read; bytes already cached or on
-    /// their way are not asked for again. A read inside them, by any
-    /// cursor, waits for their fetch instead of making its own. Ranges past
-    /// the end are clipped; hints add to earlier ones.
+    /// worth of bytes) as one, large ones in parallel parts, within
+    /// `max_prefetch` beside room for a demand read; bytes already cached
+    /// or on their way are not asked for again. Hinted bytes stay cached
+    /// until read through (only reads evict them); parts the cache cannot
+    /// hold yet wait, in order, until reads make room. A read inside a
+    /// hinted part, by any cursor, waits for its fetch, or makes it if it
+    /// has not started, instead of asking again. Ranges past the end are
+    /// clipped; hints add to earlier ones (at most 65 536 parts wait).
     ///
     /// # Errors
     ///
@@ -366,7 +482,7 @@ impl SharedObject {
 
 impl Shared {
     /// The bytes of `range`, in one piece.
-    fn bytes(&self, range: Range<u64>) -> Result<Bytes> {
+    fn bytes(self: &Arc<Self>, range: Range<u64>) -> Result<Bytes> {
         if range.start > range.end || range.end > self.len {
             return Err(Error::InvalidSeek {
                 object: self.source.location(),
@@ -378,26 +494,39 @@ impl Shared {
             return Ok(Bytes::new());
         }
         let first = self.bytes_at(range.start, want)?;
-        if first.len() as u64 >= want {
-            return Ok(first.slice(..want as usize));
+        let bytes = if first.len() as u64 >= want {
+            first.slice(..want as usize)
+        } else {
+            // Across cached ranges: one copy into a buffer of its own.
+            let mut out = buffer(want)?;
+            out.extend_from_slice(&first);
+            while (out.len() as u64) < want {
+                let pos = range.start + out.len() as u64;
+                let piece = self.bytes_at(pos, range.end - pos)?;
+                let n = piece.len().min((range.end - pos) as usize);
+                out.extend_from_slice(&piece[..n]);
+            }
+            Bytes::from(out)
+        };
+        self.read_through(range);
+        Ok(bytes)
+    }
+
+    /// `range` was read: the hinted ranges it reads through may go, and
+    /// hints waiting for room may come.
+    fn read_through(self: &Arc<Self>, range: Range<u64>) {
+        let mut state = self.state.lock();
+        state.read_through(range);
+        if !state.later.is_empty() {
+            self.pump(state);
         }
-        // Across cached ranges: one copy into a buffer of its own.
-        let mut out = buffer(want)?;
-        out.extend_from_slice(&first);
-        while (out.len() as u64) < want {
-            let pos = range.start + out.len() as u64;
-            let piece = self.bytes_at(pos, range.end - pos)?;
-            let n = piece.len().min((range.end - pos) as usize);
-            out.extend_from_slice(&piece[..n]);
-        }
-        Ok(Bytes::from(out))
     }
 
     /// The bytes from `pos` (inside the object) on: cached, or once the
     /// fetch under way that holds them ends, or fetched here — at least
     /// `want` bytes (and [`MIN_FETCH`]), up to where cached or pending
     /// bytes begin.
-    fn bytes_at(&self, pos: u64, want: u64) -> Result<Bytes> {
+    fn bytes_at(self: &Arc<Self>, pos: u64, want: u64) -> Result<Bytes> {
         let mut state = self.state.lock();
         let (end, len) = loop {
             if let Some(bytes) = state.cached(pos) {
@@ -433,7 +562,7 @@ impl Shared {
             }
             let len = end - pos;
             let limit = state.limit;
-            if state.reserve(len, limit, false, &self.counters) {
+            if state.reserve(len, limit, Room::ForRead, &self.counters) {
                 break (end, len);
             }
             // Hints not started give way to the read; then fetches under
@@ -441,22 +570,29 @@ impl Shared {
             // nothing to wait for, is fetched anyway.
             state.drop_queued(&self.counters);
             let wait = !state.pending.is_empty() && !self.pool.is_current_thread_in_it();
-            if state.reserve(len, limit, !wait, &self.counters) {
+            let room = if wait { Room::ForRead } else { Room::Force };
+            if state.reserve(len, limit, room, &self.counters) {
                 break (end, len);
             }
             self.fetched.wait(&mut state);
         };
         state.pending.insert(pos, end);
+        // Hinted bytes waiting for room that the read fetches are no
+        // longer asked for.
+        state.claim_later(pos..end);
         drop(state);
         let fetched = self.fetch(pos..end, true);
         let mut state = self.state.lock();
-        state.finish(pos, len, fetched.as_ref().ok().cloned(), &self.counters);
+        let bytes = fetched.as_ref().ok().cloned();
+        state.finish(pos, len, bytes, false, &self.counters);
         self.fetched.notify_all();
+        self.pump(state);
         fetched
     }
 
-    /// Queues the planned hinted parts not cached or under way, while
-    /// their room can be reserved, and starts pool jobs for them.
+    /// Plans hinted parts (and a cursor's read-ahead): they wait for room
+    /// in order, behind those of earlier calls; read-ahead that finds no
+    /// room now is not asked for.
     fn queue(self: &Arc<Self>, plan: Vec<Request>) {
         if !self.ranges {
             // One stream read front to back cannot serve ranges ahead.
@@ -464,22 +600,23 @@ impl Shared {
         }
         let mut state = self.state.lock();
         for request in plan {
-            if state.cached(request.offset).is_some() || state.pending_at(request.offset) {
-                continue;
+            if request.readahead {
+                state.queue_part(request, &self.counters);
+            } else if state.later.len() < MAX_HINT_PARTS {
+                state.later.push_back(request);
             }
-            // Up to where held bytes begin: those are not asked for again.
-            let mut end = request.offset + request.len;
-            if let Some(next) = state.next_start_after(request.offset) {
-                end = end.min(next);
-            }
-            let len = end - request.offset;
-            // Room for one read's fetch stays free whatever hints hold.
-            let cap = state.limit.saturating_sub(MIN_FETCH);
-            if !state.reserve(len, cap, false, &self.counters) {
+        }
+        self.pump(state);
+    }
+
+    /// Queues the hinted parts waiting for room, in order, while their
+    /// room can be reserved, and starts pool jobs for them.
+    fn pump(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
+        while let Some(&request) = state.later.front() {
+            if !state.queue_part(request, &self.counters) {
                 break;
             }
-            state.pending.insert(request.offset, end);
-            state.queue.push_back(Request { len, ..request });
+            state.later.pop_front();
         }
         self.start_workers(state);
     }
@@ -509,7 +646,7 @@ impl Shared {
 
     /// Fetches the next queued part; `false` once the queue is empty (the
     /// job then ends).
-    fn work_one(&self) -> bool {
+    fn work_one(self: &Arc<Self>) -> bool {
         let request = {
             let mut state = self.state.lock();
             match state.queue.pop_front() {
@@ -526,14 +663,17 @@ impl Shared {
 
     /// Fetches a hinted part taken off the queue, and ends it: its bytes
     /// cached, or (failed) its room given back for a read to try again.
-    fn fetch_queued(&self, request: Request) {
+    fn fetch_queued(self: &Arc<Self>, request: Request) {
         let range = request.offset..request.offset + request.len;
         // Planned as parts already: one request each, so at most
         // `concurrency` are in flight.
         let fetched = self.fetch(range, false).ok();
         let mut state = self.state.lock();
-        state.finish(request.offset, request.len, fetched, &self.counters);
+        let hinted = !request.readahead;
+        state.finish(request.offset, request.len, fetched, hinted, &self.counters);
         self.fetched.notify_all();
+        // Workers are running: no new ones are needed for what comes.
+        self.pump(state);
     }
 
     /// Reads `range` from the source, with `split` in parallel parts when
@@ -674,6 +814,9 @@ impl BufRead for ObjectCursor {
         let n = (amt as u64).min(available);
         self.pos += n;
         Counters::add(&self.shared.counters.bytes_delivered, n);
+        if n > 0 && self.pos == self.block_end() {
+            self.shared.read_through(self.block_start..self.pos);
+        }
     }
 }
 

@@ -443,3 +443,80 @@ fn bytes_of_a_range_larger_than_memory_are_an_error_not_an_abort() {
         assert_eq!(buf, [0; 100]);
     });
 }
+
+/// Six 3 MiB ranges 8 MiB apart (18 MiB hinted) and an object whose cache
+/// holds 8 MiB.
+fn hinted_beyond_an_8_mib_cache(
+    source: Arc<CountingSource<MemorySource>>,
+) -> (SharedObject, Vec<std::ops::Range<u64>>) {
+    let mut settings = PrefetchReader::builder();
+    settings
+        .max_prefetch(8 * MIB)
+        .max_part_size(MIB)
+        .concurrency(4);
+    let object = SharedObject::with_settings(source, &settings).expect("object");
+    let ranges: Vec<_> = (0..6).map(|i| i * 8 * MIB..i * 8 * MIB + 3 * MIB).collect();
+    object.will_need(&ranges).expect("hint");
+    (object, ranges)
+}
+
+/// Checks `bytes` are those of `range`.
+fn check(bytes: &[u8], range: &std::ops::Range<u64>) {
+    let data = pattern(range.end as usize);
+    assert!(
+        bytes[..] == data[range.start as usize..],
+        "bytes of {range:?}"
+    );
+}
+
+#[test]
+fn hints_beyond_the_cache_wait_for_room_and_are_fetched_once_as_earlier_ones_are_read() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(48 * MIB);
+        let (object, ranges) = hinted_beyond_an_8_mib_cache(source.clone());
+        for range in &ranges {
+            check(&object.bytes(range.clone()).expect("bytes"), range);
+        }
+        // Every hinted byte once, by hinted requests alone: none evicted
+        // an earlier hint before it was read.
+        let calls = source.calls();
+        assert!(
+            calls.iter().all(|c| ranges
+                .iter()
+                .any(|r| r.start <= c.offset && c.offset + c.len <= r.end)),
+            "{calls:?}"
+        );
+        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), 18 * MIB);
+        // As the hints' parts (a read would fetch its 3 MiB at once).
+        assert!(calls.iter().all(|c| c.len <= MIB), "{calls:?}");
+        assert!(object.stats().peak_allocated <= 8 * MIB);
+    });
+}
+
+#[test]
+fn a_read_of_a_hint_still_waiting_for_room_fetches_it_and_it_is_not_asked_for_again() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(48 * MIB);
+        let (object, ranges) = hinted_beyond_an_8_mib_cache(source.clone());
+        // The last first: the cache is full of earlier hints, none read.
+        let last = &ranges[5];
+        check(&object.bytes(last.clone()).expect("bytes"), last);
+        for range in &ranges[..5] {
+            check(&object.bytes(range.clone()).expect("bytes"), range);
+        }
+        let fetched_in_last = |calls: &[prefetch_reader::testing::Call]| -> u64 {
+            calls
+                .iter()
+                .filter(|c| last.start <= c.offset && c.offset < last.end)
+                .map(|c| c.len)
+                .sum()
+        };
+        assert_eq!(
+            fetched_in_last(&source.calls()),
+            3 * MIB,
+            "{:?}",
+            source.calls()
+        );
+        assert!(object.stats().peak_allocated <= 8 * MIB);
+    });
+}
