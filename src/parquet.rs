@@ -9,7 +9,12 @@
 //! row group while they fit in half of `max_prefetch`
 //! ([`DEFAULT_MAX_PREFETCH`](crate::DEFAULT_MAX_PREFETCH) by default), so
 //! pages are served from the object's cache without a request or a copy.
-//! Reads outside every chunk (page indexes) fetch what they ask for.
+//! Columns read one after another in a row group (a full scan, or a
+//! projection of neighbours) hint the columns after them in it too, one
+//! fewer than that run's length, before parquet asks for them: parquet
+//! reveals its projection one column at a time, and each would otherwise
+//! wait a round trip. Reads outside every chunk (page indexes) fetch what
+//! they ask for.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -166,21 +171,28 @@ impl Inner {
         let (Some(chunks), Some(chunk)) = (self.chunks.get(), self.chunk_holding(offset)) else {
             return;
         };
-        let columns = {
+        let (columns, run) = {
             let mut read = self.chunks_read.lock();
             if !read.insert((chunk.row_group, chunk.column)) {
                 return;
             }
-            read.iter().map(|&(_, c)| c).collect::<BTreeSet<usize>>()
+            let columns = read.iter().map(|&(_, c)| c).collect::<BTreeSet<usize>>();
+            (columns, run_before(&read, chunk.row_group, chunk.column))
         };
         let mut ranges = vec![chunk.range.clone()];
         // Older cached bytes (chunks read) make way as these arrive.
         let mut room = self.ahead_room;
+        // The columns after a run in this row group, then the columns read
+        // so far in the row groups after it.
+        let beside = chunks.iter().filter(|c| {
+            c.row_group == chunk.row_group
+                && c.column > chunk.column
+                && c.column - chunk.column < run
+        });
         let next = chunks
             .iter()
-            .filter(|c| c.row_group > chunk.row_group && columns.contains(&c.column))
-            .take(self.ahead_chunks);
-        for ahead in next {
+            .filter(|c| c.row_group > chunk.row_group && columns.contains(&c.column));
+        for ahead in beside.chain(next).take(self.ahead_chunks) {
             let size = ahead.range.end - ahead.range.start;
             if size > room {
                 break;
@@ -204,6 +216,15 @@ impl Inner {
             .rev()
             .find(|chunk| chunk.range.contains(&offset))
     }
+}
+
+/// How many columns of `row_group` were read one after another, ending
+/// with `column` (which was just read): 1 when the one before it was not.
+fn run_before(read: &BTreeSet<(usize, usize)>, row_group: usize, column: usize) -> usize {
+    (0..=column)
+        .rev()
+        .take_while(|&c| read.contains(&(row_group, c)))
+        .count()
 }
 
 /// Every column chunk, sorted by start; chunks the footer places outside

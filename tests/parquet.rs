@@ -196,3 +196,35 @@ fn arrow_reads_a_projection_of_a_snappy_file_as_from_memory_one_request_per_chun
         assert_eq!(file.stats().bytes_fetched, server.bytes_sent());
     });
 }
+
+#[test]
+fn columns_read_one_after_another_hint_the_next_ones_in_their_row_group() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = parquet_file();
+        let source = Arc::new(prefetch_reader::testing::CountingSource::new(
+            MemorySource::new(data),
+        ));
+        let file = RemoteFile::new(source.clone()).expect("remote file");
+        let group = file.metadata().row_group(0);
+        let start = |c: usize| group.column(c).byte_range().0;
+        let fetched_at = |c: usize| source.calls().iter().any(|call| call.offset == start(c));
+        // Column 0, then column 1: a run of two hints column 2, not 3.
+        file.get_bytes(start(0), 100).expect("column 0");
+        file.get_bytes(start(1), 100).expect("column 1");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !fetched_at(2) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", source.calls());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!fetched_at(3), "{:?}", source.calls());
+        // Column 2 read: a run of three hints columns 3 and 4.
+        let calls = source.call_count();
+        file.get_bytes(start(2), 100).expect("column 2");
+        while !(fetched_at(3) && fetched_at(4)) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", source.calls());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!fetched_at(5), "{:?}", source.calls());
+        assert!(source.call_count() >= calls + 2);
+    });
+}
