@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::process::free_port;
 use common::{
     check_random_seeks, crate_error, quick_retries, random_bytes, read_in_chunks, settled,
-    watchdog, zip_of,
+    watchdog, zip_of, MIB,
 };
 use prefetch_reader::testing::{Fault, RequestRecord, TestServer};
 use prefetch_reader::{Error, FetchContext, HttpSource, PrefetchReader, RangeSource, RetryPolicy};
@@ -1034,5 +1034,40 @@ fn the_first_bytes_of_a_response_are_read_while_the_server_stalls() {
         reader.read_to_end(&mut rest).expect("the rest, retried");
         assert!(rest[..] == data[4..]);
         assert_eq!(reader.stats().retries, 1);
+    });
+}
+
+#[test]
+fn a_stalled_consumer_stops_its_connections_within_the_budget() {
+    watchdog(WATCHDOG_SECS, || {
+        let len = 64 * MIB;
+        let data = random_bytes(len as usize, 77);
+        let server = TestServer::builder()
+            .object("/big.bin", data.clone())
+            .bandwidth(100 << 20)
+            .build()
+            .expect("server");
+        let budget = 8 * MIB;
+        let mut builder = PrefetchReader::builder();
+        builder.max_prefetch(budget).concurrency(4);
+        let source = HttpSource::open(&server.url("/big.bin")).expect("open");
+        let mut reader = builder.build(source).expect("reader");
+        let mut head = vec![0; MIB as usize];
+        reader.read_exact(&mut head).expect("read");
+        assert!(head[..] == data[..MIB as usize]);
+        // The consumer stalls: the reader fills its budget and stops.
+        reader.wait_until_quiet().expect("quiet");
+        let sent = server.bytes_sent();
+        std::thread::sleep(Duration::from_millis(300));
+        reader.wait_until_quiet().expect("quiet");
+        assert_eq!(server.bytes_sent(), sent, "bytes went on arriving");
+        assert!(
+            sent <= MIB + budget,
+            "{sent} bytes sent for 1 MiB read with an {budget}-byte budget"
+        );
+        // And it goes on where it stopped.
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).expect("read the rest");
+        assert!(rest[..] == data[MIB as usize..]);
     });
 }

@@ -154,10 +154,32 @@ fn assert_idle_stays_quiet<S: RangeSource>(reader: &PrefetchReader<S>, at: &str)
     assert!(quiet.bytes_wasted <= quiet.bytes_fetched, "{at}: {quiet:?}");
 }
 
-/// Runs `ops` on both; panics on the first difference.
-fn check_against_cursor<S: RangeSource>(data: &[u8], mut reader: PrefetchReader<S>, ops: &[Op]) {
-    check_reader(data, &mut reader, ops, assert_idle_stays_quiet);
+/// Runs `ops` on both; panics on the first difference, and as soon as
+/// the bytes accounted pass `max_prefetch`.
+fn check_against_cursor<S: RangeSource>(
+    data: &[u8],
+    mut reader: PrefetchReader<S>,
+    ops: &[Op],
+    max_prefetch: u64,
+) {
+    check_reader(data, &mut reader, ops, |reader, at| {
+        assert_within_budget(reader, max_prefetch, at);
+        assert_idle_stays_quiet(reader, at);
+        assert_within_budget(reader, max_prefetch, at);
+    });
+    assert_within_budget(&reader, max_prefetch, "the end");
     reader.close().expect("close");
+}
+
+/// The memory accounted (blocks in flight, buffered, spare, and the
+/// window behind) never passed the budget.
+fn assert_within_budget<S: RangeSource>(reader: &PrefetchReader<S>, max_prefetch: u64, at: &str) {
+    let stats = reader.stats();
+    assert!(
+        stats.peak_allocated <= max_prefetch,
+        "{at}: {} bytes accounted, over the {max_prefetch}-byte budget",
+        stats.peak_allocated
+    );
 }
 
 /// Runs `ops` on `reader` and on a `std::io::Cursor` over `data`, `idle`
@@ -249,7 +271,7 @@ proptest! {
         match settings.builder().build(MemorySource::new(data.clone())) {
             Ok(reader) => {
                 prop_assert!(settings.valid(), "accepted invalid settings {settings:?}");
-                check_against_cursor(&data, reader, &ops);
+                check_against_cursor(&data, reader, &ops, settings.max_prefetch);
             }
             Err(err) => {
                 prop_assert!(!settings.valid(), "refused valid settings {settings:?}: {err}");
