@@ -53,7 +53,7 @@ pub use retry::{
     RetryPolicy, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRY_TIME,
 };
-pub(crate) use url::{parse_http_url, percent_decode};
+pub(crate) use url::{base64, parse_http_url, percent_decode};
 
 use response::{is_weak_etag, parse_content_range};
 use response::{parse_u64, ContentRange};
