@@ -196,3 +196,22 @@ fn arrow_reads_a_projection_of_a_snappy_file_as_from_memory_one_request_per_chun
         assert_eq!(file.stats().bytes_fetched, server.bytes_sent());
     });
 }
+
+#[test]
+fn a_gs_file_opens_and_parses_its_footer_in_one_request() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = parquet_file();
+        let server = TestServer::builder()
+            .gcs_object("bkt", "t.parquet", data)
+            .build()
+            .expect("server");
+        let _lock = common::env::env_lock();
+        let endpoint = server.gcs_endpoint();
+        let _env = common::env::EnvVars::set(&[("STORAGE_EMULATOR_HOST", Some(&endpoint))]);
+        let file = RemoteFile::open("gs://bkt/t.parquet").expect("remote file");
+        assert_eq!(file.metadata().num_row_groups(), ROW_GROUPS);
+        // The tail's media download brought the footer and the generation.
+        assert_eq!(server.request_count(), 1);
+        assert_eq!(file.stats().requests, 1);
+    });
+}
