@@ -11,7 +11,8 @@ use crate::source::http::{percent_decode, redact_url};
 use crate::source::{FileSource, GcsSource, HttpSource, RangeSource, S3Source};
 #[cfg(doc)]
 use crate::source::{
-    HttpSourceBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, DEFAULT_TAIL, MAX_TAIL,
+    GcsSourceBuilder, HttpSourceBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT,
+    DEFAULT_TAIL, MAX_TAIL,
 };
 
 /// Opens `location` and returns a reader over it with every default
@@ -69,8 +70,8 @@ pub fn open_source(location: &str) -> Result<Box<dyn RangeSource>> {
 }
 
 /// [`open`], asking for the object's last `n` bytes in the open's own
-/// request (HTTP(S) and `s3://`; see [`HttpSourceBuilder::tail`]) and
-/// keeping them: opening a zip or parquet file and reading its directory
+/// request (HTTP(S), `gs://` and `s3://`; see [`HttpSourceBuilder::tail`]
+/// and [`GcsSourceBuilder::tail`]) and keeping them: opening a zip or parquet file and reading its directory
 /// or footer is one request, one round trip. [`DEFAULT_TAIL`] (64 KiB)
 /// holds most footers.
 ///
@@ -137,9 +138,11 @@ impl OpenOptions {
     }
 
     /// Asks for the object's last `n` bytes in the open's own request and
-    /// keeps them, for HTTP(S) and `s3://` locations ([`open_tail`]; see
-    /// [`HttpSourceBuilder::tail`]). A `gs://` location still asks for its
-    /// metadata first, and a local file reads what it is asked.
+    /// keeps them, for HTTP(S), `gs://` and `s3://` locations
+    /// ([`open_tail`]; see [`HttpSourceBuilder::tail`] and
+    /// [`GcsSourceBuilder::tail`]: a `gs://` object's media download gives
+    /// its generation, so no metadata request is needed). A local file
+    /// reads what it is asked.
     pub fn tail(&mut self, n: u64) -> &mut Self {
         self.tail = Some(n);
         self
@@ -186,7 +189,13 @@ impl OpenOptions {
                 }
                 builder
             }),
-            Location::Gcs => open_with_timeouts!(GcsSource::builder()),
+            Location::Gcs => open_with_timeouts!({
+                let mut builder = GcsSource::builder();
+                if let Some(n) = self.tail {
+                    builder.tail(n);
+                }
+                builder
+            }),
             Location::S3 => open_with_timeouts!({
                 let mut builder = S3Source::builder();
                 if let Some(n) = self.tail {

@@ -86,8 +86,8 @@ struct Chunk {
 
 impl RemoteFile {
     /// Opens the parquet file at `location` (a URL, `gs://`, `s3://` or a
-    /// path, as [`open_source`](crate::open_source) takes). Over HTTP(S)
-    /// and `s3://` the open's one request brings the file's last 64 KiB
+    /// path, as [`open_source`](crate::open_source) takes). Over HTTP(S),
+    /// `gs://` and `s3://` the open's one request brings the file's last 64 KiB
     /// ([`OpenOptions::tail`](crate::OpenOptions::tail)), so a footer that
     /// fits costs no other request.
     ///

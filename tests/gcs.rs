@@ -299,7 +299,8 @@ mod json_api {
     use super::common::small_blocks;
     use super::*;
     use prefetch_reader::testing::{Fault, RequestRecord, TestServer};
-    use prefetch_reader::FetchContext;
+    use prefetch_reader::{FetchContext, MAX_TAIL};
+    use std::io::{Seek, SeekFrom};
 
     fn server_with(name: &str, data: &[u8]) -> TestServer {
         TestServer::builder()
@@ -608,5 +609,269 @@ mod json_api {
             }
         }
         assert_eq!(server.request_count(), 0);
+    }
+    // --- opening with the tail -------------------------------------------
+
+    const TAIL: u64 = 64 * 1024;
+
+    fn open_with_tail(server: &TestServer, name: &str) -> Result<GcsSource, Error> {
+        builder(server)
+            .tail(TAIL)
+            .open(&format!("gs://{BUCKET}/{name}"))
+    }
+
+    /// The media path of `name` without a generation (the tail's request).
+    fn latest_media_path(name: &str) -> String {
+        format!("/download/storage/v1/b/{BUCKET}/o/{name}?alt=media")
+    }
+
+    #[test]
+    fn opening_with_a_tail_and_reading_inside_it_is_one_request() {
+        watchdog(WATCHDOG_SECS, || {
+            let data = random_bytes(1 << 20, 20);
+            let server = server_with("data.bin", &data);
+            let generation = server.gcs_generation(BUCKET, "data.bin").expect("stored");
+            let source = open_with_tail(&server, "data.bin").expect("open");
+            assert_eq!(source.len(), data.len() as u64);
+            assert_eq!(source.generation(), generation);
+            let crc = base64(&crc32c(&data).to_be_bytes());
+            assert_eq!(source.crc32c(), Some(crc.as_str()), "from x-goog-hash");
+            assert_eq!((source.md5_hash(), source.etag()), (None, None));
+            assert_eq!(source.requests_at_open(), 1);
+            let requests = server.requests();
+            assert_eq!(requests.len(), 1, "{requests:?}");
+            assert_eq!(requests[0].path, latest_media_path("data.bin"));
+            assert_eq!(requests[0].range, Some(format!("bytes=-{TAIL}")));
+
+            let mut reader = PrefetchReader::new(source).expect("reader");
+            let mut end = [0; 22];
+            reader.seek(SeekFrom::End(-22)).expect("seek");
+            reader.read_exact(&mut end).expect("read the end");
+            assert_eq!(end[..], data[data.len() - 22..]);
+            let mut inside = vec![0; 30_000];
+            reader.seek(SeekFrom::End(-60_000)).expect("seek");
+            reader
+                .read_exact(&mut inside)
+                .expect("read inside the tail");
+            let at = data.len() - 60_000;
+            assert!(inside[..] == data[at..at + 30_000]);
+            assert_eq!(server.request_count(), 1, "the tail served both reads");
+            let stats = reader.stats();
+            assert_eq!(stats.requests, server.request_count() as u64);
+            assert_eq!(stats.bytes_fetched, server.bytes_sent());
+
+            // Outside the tail, reads ask for the generation the tail saw.
+            let mut head = [0; 100];
+            reader.seek(SeekFrom::Start(0)).expect("seek");
+            reader.read_exact(&mut head).expect("read the head");
+            assert_eq!(head[..], data[..100]);
+            let requests = server.requests();
+            assert_eq!(requests.len(), 2, "{requests:?}");
+            assert_eq!(
+                requests[1].path,
+                format!("{}&generation={generation}", latest_media_path("data.bin"))
+            );
+            let stats = reader.stats();
+            assert_eq!(stats.requests, server.request_count() as u64);
+            assert_eq!(stats.bytes_fetched, server.bytes_sent());
+        });
+    }
+
+    #[test]
+    fn reads_after_a_tail_open_are_pinned_to_the_generation_the_tail_saw() {
+        watchdog(WATCHDOG_SECS, || {
+            let old = random_bytes(300_000, 21);
+            let server = server_with("data.bin", &old);
+            let first = server.gcs_generation(BUCKET, "data.bin").expect("stored");
+            let source = open_with_tail(&server, "data.bin").expect("open");
+            assert_eq!(source.generation(), first);
+            server.replace_gcs_object(BUCKET, "data.bin", random_bytes(300_000, 22));
+
+            // The tail is of the generation opened: still served.
+            let ctx = FetchContext::new();
+            let mut end = vec![0; 1000];
+            let at = old.len() - 1000;
+            source
+                .read_at(at as u64, &mut end, &ctx)
+                .expect("inside the tail");
+            assert!(end[..] == old[at..]);
+            assert_eq!(server.request_count(), 1);
+
+            let mut reader = PrefetchReader::new(source).expect("reader");
+            let err = reader.read(&mut [0; 10]).expect_err("the object changed");
+            let err = Error::from_io(err);
+            assert!(matches!(err, Error::ObjectChanged { .. }), "{err:?}");
+            assert!(
+                err.to_string().contains(&format!("generation {first}")),
+                "{err}"
+            );
+            let failed = server
+                .requests()
+                .into_iter()
+                .find(|r| r.status == 404)
+                .expect("a 404");
+            assert!(failed.path.ends_with(&format!("generation={first}")));
+        });
+    }
+
+    #[test]
+    fn an_object_shorter_than_the_tail_is_held_whole_from_the_open() {
+        watchdog(WATCHDOG_SECS, || {
+            for len in [1, 1000, TAIL as usize] {
+                let data = random_bytes(len, 23);
+                let server = server_with("small.bin", &data);
+                let source = open_with_tail(&server, "small.bin").expect("open");
+                assert_eq!(source.len(), len as u64);
+                let mut reader = PrefetchReader::new(source).expect("reader");
+                let mut out = Vec::new();
+                reader.read_to_end(&mut out).expect("read");
+                assert!(out == data, "{len} bytes");
+                assert_eq!(server.request_count(), 1, "{len} bytes");
+                assert_eq!(reader.stats().requests, 1, "{len} bytes");
+                assert_eq!(reader.stats().bytes_fetched, server.bytes_sent());
+            }
+        });
+    }
+
+    #[test]
+    fn an_empty_object_opens_with_a_tail_in_one_request() {
+        watchdog(WATCHDOG_SECS, || {
+            let server = server_with("empty.bin", &[]);
+            let generation = server.gcs_generation(BUCKET, "empty.bin").expect("stored");
+            let source = open_with_tail(&server, "empty.bin").expect("open");
+            assert_eq!(source.len(), 0);
+            assert_eq!(source.generation(), generation);
+            let mut reader = PrefetchReader::new(source).expect("reader");
+            assert_eq!(reader.read(&mut [0; 10]).expect("read"), 0);
+            assert_eq!(server.request_count(), 1);
+        });
+    }
+
+    #[test]
+    fn a_tail_of_zero_or_over_the_limit_is_invalid_config_before_any_request() {
+        let server = server_with("data.bin", b"hello");
+        for n in [0, MAX_TAIL + 1, u64::MAX] {
+            let err = builder(&server)
+                .tail(n)
+                .open(&format!("gs://{BUCKET}/data.bin"))
+                .expect_err("invalid");
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidConfig {
+                        setting: "tail",
+                        ..
+                    }
+                ),
+                "{n}: {err:?}"
+            );
+        }
+        assert_eq!(server.request_count(), 0);
+    }
+
+    #[test]
+    fn a_zip_directory_is_read_with_the_tail_open_in_one_request() {
+        watchdog(WATCHDOG_SECS, || {
+            let members: Vec<(String, Vec<u8>)> = (0..100)
+                .map(|i| (format!("m{i:03}.bin"), random_bytes(20_000, 100 + i)))
+                .collect();
+            let archive = zip_of(&members);
+            let server = server_with("a.zip", &archive);
+            let _lock = env_lock();
+            let endpoint = server.gcs_endpoint();
+            let _env = EnvVars::set(&[("STORAGE_EMULATOR_HOST", Some(&endpoint))]);
+            // Through `open_tail`, which passes the tail to the GCS builder.
+            let reader =
+                prefetch_reader::open_tail(&format!("gs://{BUCKET}/a.zip"), TAIL).expect("open");
+            let mut zip = zip::ZipArchive::new(reader).expect("zip");
+            assert_eq!(zip.len(), members.len());
+            assert_eq!(server.request_count(), 1, "the open brought the directory");
+            let mut out = Vec::new();
+            zip.by_name("m042.bin")
+                .expect("member")
+                .read_to_end(&mut out)
+                .expect("read the member");
+            assert!(out == members[42].1);
+        });
+    }
+
+    #[test]
+    fn a_tail_answer_naming_no_generation_falls_back_to_the_metadata() {
+        watchdog(WATCHDOG_SECS, || {
+            let data = random_bytes(200_000, 24);
+            let server = server_with("data.bin", &data);
+            let generation = server.gcs_generation(BUCKET, "data.bin").expect("stored");
+            server.push_fault(Fault::NoGeneration);
+            let source = open_with_tail(&server, "data.bin").expect("open");
+            assert_eq!(source.generation(), generation);
+            assert_eq!(source.len(), data.len() as u64);
+            assert!(source.etag().is_some(), "the metadata's");
+            assert_eq!(source.requests_at_open(), 2);
+            let requests = server.requests();
+            assert_eq!(requests.len(), 2, "{requests:?}");
+            assert_eq!(requests[0].path, latest_media_path("data.bin"));
+            assert!(is_metadata(&requests[1]), "{requests:?}");
+            // The tail given up on is not kept: a read of the end asks.
+            let mut reader = PrefetchReader::new(source).expect("reader");
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).expect("read");
+            assert!(out == data);
+            assert_eq!(reader.stats().requests, server.request_count() as u64);
+        });
+    }
+
+    #[test]
+    fn a_compressed_object_is_refused_at_a_tail_open() {
+        watchdog(WATCHDOG_SECS, || {
+            let server = server_with("data.bin", &random_bytes(200_000, 25));
+            for fault in [Fault::StoredGzip, Fault::Gzip] {
+                server.reset_counters();
+                server.push_fault(fault.clone());
+                let err = open_with_tail(&server, "data.bin").expect_err("compressed");
+                assert!(
+                    matches!(err, Error::RangeNotSupported { .. }),
+                    "{fault:?}: {err:?}"
+                );
+                assert!(err.to_string().contains("gzip"), "{fault:?}: {err}");
+                assert_eq!(server.request_count(), 1, "{fault:?}: not retried");
+            }
+        });
+    }
+
+    #[test]
+    fn a_missing_object_is_not_found_at_a_tail_open() {
+        watchdog(WATCHDOG_SECS, || {
+            let server = server_with("present.bin", b"here");
+            let err = open_with_tail(&server, "absent.bin").expect_err("missing");
+            assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("No such object: {BUCKET}/absent.bin")),
+                "{err}"
+            );
+            assert_eq!(server.request_count(), 1, "a 404 is not retried");
+        });
+    }
+
+    #[test]
+    fn retries_of_a_tail_open_count_among_its_requests() {
+        watchdog(WATCHDOG_SECS, || {
+            let data = random_bytes(200_000, 26);
+            let server = server_with("data.bin", &data);
+            server.push_fault(Fault::ResetMidBody { after: 10_000 });
+            server.push_fault(Fault::ResetMidBody { after: 30_000 });
+            let source = open_with_tail(&server, "data.bin").expect("open after retries");
+            assert_eq!(source.requests_at_open(), 3);
+            let mut reader = PrefetchReader::new(source).expect("reader");
+            let mut end = vec![0; TAIL as usize];
+            reader.seek(SeekFrom::End(-(TAIL as i64))).expect("seek");
+            reader.read_exact(&mut end).expect("read the tail");
+            assert!(end[..] == data[data.len() - TAIL as usize..]);
+            assert_eq!(server.request_count(), 3);
+            let stats = reader.stats();
+            assert_eq!(stats.requests, 3);
+            // The broken attempts' bytes count as fetched.
+            assert_eq!(stats.bytes_fetched, server.bytes_sent());
+        });
     }
 }

@@ -228,3 +228,22 @@ fn columns_read_one_after_another_hint_the_next_ones_in_their_row_group() {
         assert!(source.call_count() >= calls + 2);
     });
 }
+
+#[test]
+fn a_gs_file_opens_and_parses_its_footer_in_one_request() {
+    watchdog(WATCHDOG_SECS, || {
+        let data = parquet_file();
+        let server = TestServer::builder()
+            .gcs_object("bkt", "t.parquet", data)
+            .build()
+            .expect("server");
+        let _lock = common::env::env_lock();
+        let endpoint = server.gcs_endpoint();
+        let _env = common::env::EnvVars::set(&[("STORAGE_EMULATOR_HOST", Some(&endpoint))]);
+        let file = RemoteFile::open("gs://bkt/t.parquet").expect("remote file");
+        assert_eq!(file.metadata().num_row_groups(), ROW_GROUPS);
+        // The tail's media download brought the footer and the generation.
+        assert_eq!(server.request_count(), 1);
+        assert_eq!(file.stats().requests, 1);
+    });
+}

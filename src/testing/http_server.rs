@@ -225,6 +225,14 @@ pub enum Fault {
     /// On a GCS media download, send an `x-goog-generation` one more than
     /// the generation served (as a server mixing up versions would).
     WrongGeneration,
+    /// On a GCS media download, send no `x-goog-generation` (as some
+    /// emulators do).
+    NoGeneration,
+    /// On a GCS media download, answer as GCS does for an object stored
+    /// gzip-compressed when the client does not accept gzip: `200` with the
+    /// whole object (here sent as it is), `Range` ignored, and
+    /// `x-goog-stored-content-encoding: gzip`.
+    StoredGzip,
 }
 
 /// One request as the server saw it, with the status it answered.
@@ -1226,7 +1234,8 @@ impl Shared {
             gcs::Route::Media {
                 representation,
                 generation,
-            } => (representation, Some(generation)),
+                hash,
+            } => (representation, Some((generation, hash))),
             gcs::Route::NotGcs => {
                 let path = request.target.split('?').next().unwrap_or_default();
                 let Some(path) = percent_decode(path) else {
@@ -1256,12 +1265,18 @@ impl Shared {
         if let Some(modified) = modified {
             validators.push(("Last-Modified", http_date(modified)));
         }
-        if let Some(generation) = gcs_generation {
+        if let Some((generation, hash)) = gcs_generation {
             let sent = match fault {
                 Some(Fault::WrongGeneration) => generation + 1,
                 _ => generation,
             };
-            validators.push(("x-goog-generation", sent.to_string()));
+            if fault != Some(&Fault::NoGeneration) {
+                validators.push(("x-goog-generation", sent.to_string()));
+            }
+            validators.push(("x-goog-hash", hash));
+            if fault == Some(&Fault::StoredGzip) {
+                validators.push(("x-goog-stored-content-encoding", "gzip".to_owned()));
+            }
         }
 
         // Preconditions come before Range (RFC 9110 section 13.2.2), and
@@ -1287,6 +1302,7 @@ impl Shared {
                 Fault::IgnoreRange
                     | Fault::IgnoreRangeNoLength
                     | Fault::IgnoreRangeThenReset { .. }
+                    | Fault::StoredGzip
             )
         );
         let range = if request.method == "GET" && !ignores_range {

@@ -196,6 +196,17 @@ pub(crate) fn media_url(endpoint: &str, name: &ObjectName, generation: u64) -> S
     )
 }
 
+/// The media URL of the latest generation of `name`, for an open that
+/// learns the generation from the download's answer:
+/// `{endpoint}/download/storage/v1/b/{bucket}/o/{object}?alt=media`.
+pub(crate) fn latest_media_url(endpoint: &str, name: &ObjectName) -> String {
+    format!(
+        "{endpoint}/download/storage/v1/b/{}/o/{}?alt=media",
+        encode_segment(&name.bucket),
+        encode_segment(&name.object)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +278,11 @@ mod tests {
             media_url(DEFAULT_GCS_ENDPOINT, &n, 1_712_345_678_901_234),
             "https://storage.googleapis.com/download/storage/v1/b/bkt/o/\
              dir%2Ffile%20name%2B1%25%3F%23%C3%A9?alt=media&generation=1712345678901234"
+        );
+        assert_eq!(
+            latest_media_url(DEFAULT_GCS_ENDPOINT, &n),
+            "https://storage.googleapis.com/download/storage/v1/b/bkt/o/\
+             dir%2Ffile%20name%2B1%25%3F%23%C3%A9?alt=media"
         );
     }
 

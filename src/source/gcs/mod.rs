@@ -11,12 +11,20 @@
 //! and a response whose `x-goog-generation` names another generation is the
 //! same error.
 //!
+//! With a tail ([`GcsSourceBuilder::tail`]) opening is instead one media
+//! download of the latest generation's last bytes
+//! (`…?alt=media` with `Range: bytes=-N`): its `Content-Range` gives the
+//! size, its `x-goog-generation` the generation reads are then pinned to,
+//! and its bytes are kept to serve reads inside them. An answer without
+//! `x-goog-generation` is given up on for the metadata request.
+//!
 //! The HTTP side — connections, timeouts, retries, response checks, status
 //! mapping — is [`HttpSource`]'s: a `GcsSource` is an `HttpSource` pointed
 //! at the media URL, pinned by the generation in it.
 //!
 //! The pieces: `location` parses `gs://` names and builds URLs, `metadata`
-//! reads the object resource, `builder` holds the settings and opens.
+//! reads the object resource, `builder` holds the settings and opens (by
+//! either path).
 
 use std::fmt;
 
@@ -68,7 +76,12 @@ pub const GCS_TOKEN_ENV: &str = "GOOGLE_OAUTH_ACCESS_TOKEN";
 ///   generation is gone) is [`Error::ObjectChanged`](crate::Error::ObjectChanged).
 /// - An object stored with a `Content-Encoding` (such as `gzip`) is refused
 ///   at open with [`Error::RangeNotSupported`](crate::Error::RangeNotSupported):
-///   GCS decompresses it on download and ignores `Range`.
+///   GCS decompresses it on download and ignores `Range`. (With a tail, the
+///   download's `Content-Encoding` or `x-goog-stored-content-encoding` says
+///   so.)
+/// - With a [`tail`](GcsSourceBuilder::tail), opening is one media
+///   download that brings the object's last bytes and names its
+///   generation; reads inside those bytes send no request.
 ///
 /// ```no_run
 /// use prefetch_reader::{GcsSource, PrefetchReader, RangeSource};
@@ -153,25 +166,32 @@ impl GcsSource {
         &self.endpoint
     }
 
-    /// The generation opened: every read is of this version.
+    /// The generation opened (the metadata's, or the one the tail's
+    /// download named): every read is of this version.
     pub fn generation(&self) -> u64 {
         self.generation
     }
 
     /// The object's CRC32C (base64 of the big-endian checksum, as GCS
-    /// gives it), if the metadata had one.
+    /// gives it), if the metadata had one; after an open with a
+    /// [`tail`](GcsSourceBuilder::tail), if the download's `x-goog-hash`
+    /// header had one.
     pub fn crc32c(&self) -> Option<&str> {
         self.crc32c.as_deref()
     }
 
     /// The object's MD5 (base64, as GCS gives it), if the metadata had one
-    /// (composite objects have none).
+    /// (composite objects have none); after an open with a
+    /// [`tail`](GcsSourceBuilder::tail), if the download's `x-goog-hash`
+    /// header had one.
     pub fn md5_hash(&self) -> Option<&str> {
         self.md5_hash.as_deref()
     }
 
     /// The metadata's etag, if any. It changes when metadata does, not
     /// only content; reads are pinned by [`generation`](Self::generation).
+    /// `None` after an open with a [`tail`](GcsSourceBuilder::tail), which
+    /// asks for no metadata.
     pub fn etag(&self) -> Option<&str> {
         self.etag.as_deref()
     }
@@ -199,7 +219,9 @@ impl RangeSource for GcsSource {
         self.http.set_concurrency(concurrency);
     }
 
-    /// The metadata `GET`, its retries and redirects.
+    /// The metadata `GET` (or, with a tail, the tail's media download, and
+    /// the metadata `GET` after it when its answer named no generation),
+    /// their retries and redirects.
     fn requests_at_open(&self) -> u64 {
         self.http.requests_at_open()
     }

@@ -22,7 +22,10 @@
 //! unopened source (`HttpSourceBuilder::prepare`), fetch their metadata
 //! with it (`get_document`), then point it at a URL that names one version
 //! of the object (`open_at_version`), which pins reads in place of a
-//! precondition header.
+//! precondition header. With a tail, they ask for it first (`learn_tail`,
+//! reading the version from the answer's headers) and keep it
+//! (`open_at_version_with_tail`); `retarget` points the source at another
+//! URL (the metadata's) when the answer does not name the version.
 
 use std::fmt;
 use std::io::Read;
@@ -49,14 +52,15 @@ mod whole;
 
 pub(crate) use crate::redact::redact_url;
 pub use builder::HttpSourceBuilder;
+pub(crate) use response::{is_identity_encoding, parse_u64};
 pub use retry::{
     RetryPolicy, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_BACKOFF,
     DEFAULT_MAX_RETRY_TIME,
 };
-pub(crate) use url::{parse_http_url, percent_decode};
+pub(crate) use url::{base64, parse_http_url, percent_decode};
 
+use response::ContentRange;
 use response::{is_weak_etag, parse_content_range};
-use response::{parse_u64, ContentRange};
 use retry::{sleep_unless_cancelled, Retrier};
 
 /// The tail an open asks for where a footer is expected
@@ -372,8 +376,7 @@ impl HttpSource {
         len: u64,
         version: VersionInUrl,
     ) -> Result<()> {
-        self.url = url::parse_http_url(url)?.request_url;
-        *self.resolved.get_mut() = None;
+        self.retarget(url)?;
         self.len = len;
         self.etag = None;
         self.last_modified = None;
@@ -381,8 +384,21 @@ impl HttpSource {
         self.version_in_url = Some(version);
         self.stream = None;
         self.tail = None;
-        self.received_at_open = 0;
+        // `received_at_open` stays: the bytes of a tail given up on (see
+        // `learn_tail`) were received all the same.
         self.sent_at_open = self.sent.load(Relaxed);
+        Ok(())
+    }
+
+    /// For sources built on this one: later requests go to `url` (from
+    /// its first hop: where earlier redirects led is forgotten).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLocation`] if `url` is not a valid HTTP(S) URL.
+    pub(crate) fn retarget(&mut self, url: &str) -> Result<()> {
+        self.url = url::parse_http_url(url)?.request_url;
+        *self.resolved.get_mut() = None;
         Ok(())
     }
 

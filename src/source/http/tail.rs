@@ -10,8 +10,24 @@ use ureq::http::header;
 use ureq::http::{Method, Response};
 use ureq::{Agent, Body};
 
-use super::{header_str, parse_content_range, ContentRange, Failure, HttpSource, Metadata, Span};
+use super::{
+    header_str, parse_content_range, ContentRange, Failure, HttpSource, Metadata, Span,
+    VersionInUrl,
+};
+use crate::error::Result;
 use crate::source::{FetchContext, PartSink};
+
+/// What [`HttpSource::learn_tail`] learned: the length, and the bytes.
+pub(crate) struct LearnedTail {
+    meta: Metadata,
+}
+
+impl LearnedTail {
+    /// The object's length.
+    pub(crate) fn len(&self) -> u64 {
+        self.meta.len
+    }
+}
 
 /// The object's last bytes, as the open received them.
 #[derive(Debug)]
@@ -57,10 +73,77 @@ impl HttpSource {
         n: u64,
         ctx: &FetchContext,
     ) -> Result<Option<Metadata>, Failure> {
+        let learned = self.learn_with_tail_seeing(agent, n, ctx, &|_| Ok(Some(())))?;
+        Ok(learned.map(|(meta, ())| meta))
+    }
+
+    /// For sources built on this one that pin reads by a version in the
+    /// URL (GCS): [`learn_with_tail`](Self::learn_with_tail) of the
+    /// source's URL, with `see` reading the headers of an answer before its
+    /// body is (to refuse it with an error, or to give up on it with `None`
+    /// so the caller asks another way, its body unread). `None` when the
+    /// answer says too little or `see` gave up; bytes of bodies received
+    /// on the way count as the open's all the same.
+    pub(crate) fn learn_tail<T>(
+        &mut self,
+        n: u64,
+        see: impl Fn(&Response<Body>) -> Result<Option<T>>,
+    ) -> Result<Option<(LearnedTail, T)>> {
+        let ctx = FetchContext::new();
+        let agent = self.agent();
+        let learned =
+            self.with_retries(&ctx, || self.learn_with_tail_seeing(&agent, n, &ctx, &see));
+        let learned = learned?;
+        let kept = learned
+            .as_ref()
+            .and_then(|(meta, _)| meta.tail.as_ref())
+            .map_or(0, Tail::len);
+        self.received_at_open = ctx.bytes_received().max(kept);
+        Ok(learned.map(|(meta, seen)| (LearnedTail { meta }, seen)))
+    }
+
+    /// [`open_at_version`](Self::open_at_version) after
+    /// [`learn_tail`](Self::learn_tail): reads go to `url`, which names the
+    /// version the tail's answer came from, and the tail (or the stream of
+    /// a server that ignores ranges) is kept for them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLocation`] if `url` is not a valid HTTP(S) URL.
+    pub(crate) fn open_at_version_with_tail(
+        &mut self,
+        url: &str,
+        learned: LearnedTail,
+        version: VersionInUrl,
+    ) -> Result<()> {
+        let meta = learned.meta;
+        self.open_at_version(url, meta.len, version)?;
+        self.stream = meta.stream;
+        self.tail = meta.tail;
+        self.received_at_open = self.received_at_open.max(meta.received);
+        Ok(())
+    }
+
+    /// [`learn_with_tail`](Self::learn_with_tail), with `see` asked about
+    /// an answer's headers once it is one to use.
+    fn learn_with_tail_seeing<T>(
+        &self,
+        agent: &Agent,
+        n: u64,
+        ctx: &FetchContext,
+        see: &impl Fn(&Response<Body>) -> Result<Option<T>>,
+    ) -> Result<Option<(Metadata, T)>, Failure> {
         let span = Span::Last(n);
         let what = format!("GET {span}");
         let mut response = self.send(agent, Method::GET, Some(span), false)?;
-        match response.status().as_u16() {
+        let status = response.status().as_u16();
+        if !matches!(status, 200 | 206 | 416) {
+            return Err(self.status_failure_as(response, what));
+        }
+        let Some(seen) = see(&response)? else {
+            return Ok(None);
+        };
+        match status {
             206 => {
                 self.check_encoding(&response, &what)?;
                 let got = header_str(&response, header::CONTENT_RANGE)
@@ -88,11 +171,11 @@ impl HttpSource {
                 // A 206 is proof that ranges are served.
                 meta.ranges_advertised = true;
                 meta.tail = Some(self.read_tail(&mut response, start, len, &what, ctx)?);
-                Ok(Some(meta))
+                Ok(Some((meta, seen)))
             }
             416 => match header_str(&response, header::CONTENT_RANGE).map(parse_content_range) {
                 Some(Some(ContentRange::Unsatisfied { total: 0 })) => {
-                    Ok(Some(self.metadata(&response, 0)))
+                    Ok(Some((self.metadata(&response, 0), seen)))
                 }
                 _ => {
                     log::debug!(
@@ -110,7 +193,8 @@ impl HttpSource {
                 );
                 Ok(None)
             }
-            200 => {
+            // 200: the whole object.
+            _ => {
                 let len = self.whole_length(&response, &what)?;
                 let mut meta = self.metadata(&response, len);
                 if len > n {
@@ -120,9 +204,8 @@ impl HttpSource {
                     // The whole object is the tail asked for.
                     meta.tail = Some(self.read_tail(&mut response, 0, len, &what, ctx)?);
                 }
-                Ok(Some(meta))
+                Ok(Some((meta, seen)))
             }
-            _ => Err(self.status_failure_as(response, what)),
         }
     }
 

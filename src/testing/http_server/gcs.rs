@@ -6,7 +6,9 @@
 //!   (`size` and `generation` as strings, as the API sends them).
 //! - `GET /download/storage/v1/b/{bucket}/o/{object}?alt=media[&generation=G]`:
 //!   the bytes, through the server's usual range, validator and fault
-//!   handling, with `x-goog-generation`. A `generation` that is not the
+//!   handling, with `x-goog-generation` and `x-goog-hash: crc32c=…` (of
+//!   the whole object, ranged or not, as GCS sends it). Without
+//!   `generation`, the current generation is served. A `generation` that is not the
 //!   current one is 404, as GCS answers for a replaced or deleted version.
 //!
 //! The object segment must be encoded whole: a raw `/` in it does not name
@@ -36,6 +38,8 @@ pub(super) struct GcsStore {
 struct GcsObject {
     data: Arc<Vec<u8>>,
     generation: u64,
+    /// Base64 of the big-endian CRC32C of `data`, as GCS gives it.
+    crc32c: String,
 }
 
 impl GcsStore {
@@ -44,6 +48,7 @@ impl GcsStore {
         let generation = FIRST_GENERATION + self.puts;
         self.puts += 1;
         let object = GcsObject {
+            crc32c: crate::source::http::base64(&crc32c(&data).to_be_bytes()),
             data: Arc::new(data),
             generation,
         };
@@ -75,6 +80,8 @@ pub(super) enum Route {
     Media {
         representation: Representation,
         generation: u64,
+        /// The `x-goog-hash` value.
+        hash: String,
     },
 }
 
@@ -140,6 +147,7 @@ pub(super) fn route(shared: &Shared, request: &Request) -> Route {
             "metageneration": "1",
             "contentType": "application/octet-stream",
             "size": found.data.len().to_string(),
+            "crc32c": found.crc32c,
             "etag": format!("CAE{:x}=", found.generation),
         });
         let mut plan = Plan::new(200, super::Body::Bytes(resource.to_string().into_bytes()));
@@ -157,7 +165,27 @@ pub(super) fn route(shared: &Shared, request: &Request) -> Route {
             modified: CLOCK_BASE_SECS + (found.generation - FIRST_GENERATION),
         },
         generation: found.generation,
+        hash: format!("crc32c={}", found.crc32c),
     }
+}
+
+/// CRC32C (Castagnoli), the checksum GCS keeps of every object.
+fn crc32c(data: &[u8]) -> u32 {
+    /// The reflected Castagnoli polynomial.
+    const POLY: u32 = 0x82F6_3B78;
+    let mut table = [0u32; 256];
+    for (i, entry) in (0u32..).zip(table.iter_mut()) {
+        *entry = (0..8).fold(i, |crc, _| {
+            if crc & 1 == 1 {
+                (crc >> 1) ^ POLY
+            } else {
+                crc >> 1
+            }
+        });
+    }
+    !data.iter().fold(!0u32, |crc, &b| {
+        table[((crc ^ u32::from(b)) & 0xff) as usize] ^ (crc >> 8)
+    })
 }
 
 /// An error with GCS's JSON error body.
