@@ -7,7 +7,9 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{build, crate_error, sequential, small_blocks, watchdog, KIB, MIB};
+use common::{
+    build, crate_error, sequential, small_blocks, wait_for_waiters, wait_until, watchdog, KIB, MIB,
+};
 use prefetch_reader::testing::{
     fill_pattern, pattern, BlockingSource, Call, CountingSource, FailingSource, SimulatedLink,
 };
@@ -210,21 +212,18 @@ fn a_soft_seek_forward_makes_no_request_and_keeps_the_streak() {
     }
     // Wait for read-ahead to fill the window (every byte to 40 KiB asked
     // for: jobs may start out of order), then skip into it.
-    let probe = source.clone();
-    watchdog(10, move || {
-        let covered = |calls: &[Call]| {
-            let mut spans: Vec<_> = calls.iter().map(|c| (c.offset, c.offset + c.len)).collect();
-            spans.sort_unstable();
-            spans
-                .iter()
-                .try_fold(0, |end, &(start, stop)| {
-                    (start <= end).then_some(end.max(stop))
-                })
-                .unwrap_or(0)
-        };
-        while covered(&probe.calls()) < 40 * KIB || probe.in_flight() > 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    let covered = |calls: &[Call]| {
+        let mut spans: Vec<_> = calls.iter().map(|c| (c.offset, c.offset + c.len)).collect();
+        spans.sort_unstable();
+        spans
+            .iter()
+            .try_fold(0, |end, &(start, stop)| {
+                (start <= end).then_some(end.max(stop))
+            })
+            .unwrap_or(0)
+    };
+    wait_until("read-ahead to fetch every byte to 40 KiB", || {
+        covered(&source.calls()) >= 40 * KIB && source.in_flight() == 0
     });
     let calls = source.call_count();
     reader.seek(SeekFrom::Start(30 * KIB)).unwrap();
@@ -252,9 +251,7 @@ fn a_hard_seek_returns_while_the_source_is_blocked_and_the_next_bytes_are_right(
         }
         reader.advise(Advice::Sequential);
         // Read-ahead requests are now stuck in the source.
-        while gate.waiting() == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_waiters(&gate, 1);
         reader.seek(SeekFrom::Start(3 * MIB)).unwrap();
         reader.advise(Advice::Normal);
         (reader, gate)
@@ -289,17 +286,15 @@ fn a_hard_seek_cancels_in_flight_work() {
             read_n(&mut reader, 8 * KIB as usize);
         }
         reader.advise(Advice::Sequential);
-        while probe.in_flight() < 4 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("four read-ahead requests under way", || {
+            probe.in_flight() >= 4
+        });
         reader.seek(SeekFrom::Start(60 * MIB)).unwrap();
         let got = read_n(&mut reader, 10);
         assert_eq!(got, pattern(60 * MIB as usize + 10)[60 * MIB as usize..]);
         // The abandoned requests end long before they could have finished
         // (16 MiB at 4 MiB/s would take seconds each).
-        while probe.in_flight() > 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("the abandoned requests to end", || probe.in_flight() == 0);
         assert!(reader.stats().bytes_fetched < 20 * MIB);
     });
 }
@@ -362,16 +357,8 @@ fn abandoned_requests_count_against_concurrency_until_they_end() {
         read_n(&mut reader, 100);
     }
     reader.advise(Advice::Sequential);
-    let stuck = watchdog(10, {
-        let gate = gate.clone();
-        move || {
-            while gate.waiting() < 4 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            gate.waiting()
-        }
-    });
-    assert_eq!(stuck, 4, "read-ahead fills the four connections");
+    wait_for_waiters(&gate, 4);
+    assert_eq!(gate.waiting(), 4, "read-ahead fills the four connections");
     // A hard seek abandons them, but they still run: the read after it may
     // not start a fifth request until one of them ends.
     reader.seek(SeekFrom::Start(6 * MIB)).unwrap();
@@ -541,9 +528,7 @@ fn blocked_reader() -> (
         read_n(&mut reader, 100);
     }
     reader.advise(Advice::Sequential);
-    while gate.waiting() == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_waiters(&gate, 1);
     (reader, gate)
 }
 
