@@ -263,12 +263,20 @@ fn a_read_inside_a_queued_hint_fetches_it_at_once() {
             .map(|i| 2 * i * MIB..2 * i * MIB + 100 * KIB)
             .collect();
         object.will_need(&hints).expect("hints");
-        // The first hinted part is under way (and stuck) before the read.
+        // The first hinted part is under way (and stuck) on the object's
+        // one pool job before the read.
         wait_for_waiters(&gate, 1);
         let mut cursor = object.cursor(6 * MIB);
         let reader = std::thread::spawn(move || read_at(&mut cursor, 6 * MIB, 1000));
-        // Time for the read to find its hint queued and wait for it.
-        std::thread::sleep(Duration::from_millis(200));
+        // That job cannot move on, so a second call at the gate is the
+        // read fetching its queued part itself, at once.
+        wait_for_waiters(&gate, 2);
+        let offsets: Vec<_> = source.calls().iter().map(|c| c.offset).collect();
+        assert_eq!(
+            offsets,
+            [0, 6 * MIB],
+            "the stuck part, and the one the read needs"
+        );
         gate.open();
         reader.join().expect("the read");
         let offsets: Vec<_> = source.calls().iter().map(|c| c.offset).collect();
