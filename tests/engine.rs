@@ -388,14 +388,13 @@ fn the_producer_never_requests_more_than_the_window_ahead() {
     for _ in 0..3 {
         read_n(&mut reader, 8 * KIB as usize);
     }
-    let probe = source.clone();
-    // The reader stops at 24 KiB; the producer must stop too.
-    let furthest = watchdog(10, move || loop {
-        std::thread::sleep(Duration::from_millis(20));
-        if probe.in_flight() == 0 {
-            break probe.calls().iter().map(|c| c.offset + c.len).max();
-        }
+    // The reader stops at 24 KiB; the producer must stop too (and not
+    // merely pause between requests).
+    let reader = watchdog(10, move || {
+        reader.wait_until_quiet().expect("quiet");
+        reader
     });
+    let furthest = source.calls().iter().map(|c| c.offset + c.len).max();
     let window = 4 * MIB - prefetch_reader::DEFAULT_WINDOW_BEHIND;
     assert!(furthest.unwrap() <= 16 * KIB + window, "{furthest:?}");
     assert!(reader.stats().peak_allocated <= 4 * MIB);

@@ -100,9 +100,13 @@ fn a_read_inside_a_hint_waits_for_its_fetch_instead_of_asking_again() {
         let source = Arc::new(CountingSource::new(source));
         let object = SharedObject::new(source.clone()).expect("object");
         object.will_need(&[MIB..2 * MIB]).expect("hint");
+        // The hint's fetch is under way (and stuck) on the pool before the
+        // read: the read cannot take it over, only wait for it.
+        wait_for_waiters(&gate, 1);
         let mut cursor = object.cursor(MIB + MIB / 2);
         let reader = std::thread::spawn(move || read_at(&mut cursor, MIB + MIB / 2, 1000));
-        wait_for_waiters(&gate, 1);
+        // Time for a request of the read's own, if it made one, to arrive;
+        // the count after the read catches one that comes later.
         std::thread::sleep(Duration::from_millis(50));
         // Only the hint's fetch is at the source; the read waits for it.
         assert_eq!(gate.waiting(), 1);
