@@ -8,16 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    build, crate_error, sequential, small_blocks, wait_for_waiters, wait_until, watchdog, KIB, MIB,
+    build, counted, crate_error, sequential, small_blocks, wait_for_waiters, wait_until, watchdog,
+    KIB, MIB,
 };
 use prefetch_reader::testing::{
     fill_pattern, pattern, BlockingSource, Call, CountingSource, FailingSource, SimulatedLink,
 };
 use prefetch_reader::{Advice, Error, FileSource, MemorySource, PrefetchReader, RangeSource};
-
-fn counted(len: usize) -> Arc<CountingSource<MemorySource>> {
-    Arc::new(CountingSource::new(MemorySource::new(pattern(len))))
-}
 
 fn read_n<R: Read>(reader: &mut R, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
@@ -48,7 +45,7 @@ fn sequential_reads_return_exact_bytes_across_block_boundaries() {
 
 #[test]
 fn a_read_spanning_blocks_is_filled_completely() {
-    let source = counted(200 * KIB as usize);
+    let source = counted(200 * KIB);
     let mut reader = build(&small_blocks(), source.clone());
     // Blocks are at most 16 KiB: one read of 100 KiB spans many.
     let first = read_n(&mut reader, 100 * KIB as usize);
@@ -58,7 +55,7 @@ fn a_read_spanning_blocks_is_filled_completely() {
 
 #[test]
 fn partial_blocks_stay_buffered() {
-    let source = counted(64 * KIB as usize);
+    let source = counted(64 * KIB);
     let mut reader = build(&PrefetchReader::builder(), source.clone());
     // The first request is 64 KiB whatever the read: the rest stays buffered.
     assert_eq!(read_n(&mut reader, 100), pattern(100));
@@ -124,7 +121,7 @@ fn seek_from_start_current_and_end() {
 
 #[test]
 fn seeks_are_lazy_no_request_until_the_next_read() {
-    let source = counted(MIB as usize);
+    let source = counted(MIB);
     let mut reader = build(&small_blocks(), source.clone());
     reader.seek(SeekFrom::Start(500 * KIB)).unwrap();
     reader.seek(SeekFrom::End(-10)).unwrap();
@@ -145,7 +142,7 @@ fn seeks_are_lazy_no_request_until_the_next_read() {
 
 #[test]
 fn stream_position_and_a_seek_to_the_current_offset_change_nothing() {
-    let source = counted(MIB as usize);
+    let source = counted(MIB);
     let mut reader = build(&small_blocks(), source.clone());
     read_n(&mut reader, 100);
     read_n(&mut reader, 100);
@@ -189,7 +186,7 @@ fn a_seek_past_eof_is_allowed_and_then_reads_zero() {
 
 #[test]
 fn a_look_at_the_end_and_back_keeps_the_work_in_flight() {
-    let source = counted(MIB as usize);
+    let source = counted(MIB);
     let mut reader = build(&small_blocks(), source.clone());
     for _ in 0..3 {
         read_n(&mut reader, 100);
@@ -205,7 +202,7 @@ fn a_look_at_the_end_and_back_keeps_the_work_in_flight() {
 #[test]
 fn a_soft_seek_forward_makes_no_request_and_keeps_the_streak() {
     let data = pattern(MIB as usize);
-    let source = counted(data.len());
+    let source = counted(data.len() as u64);
     let mut reader = build(&sequential(small_blocks()), source.clone());
     for _ in 0..4 {
         read_n(&mut reader, 512);
@@ -302,7 +299,7 @@ fn a_hard_seek_cancels_in_flight_work() {
 #[test]
 fn a_short_backward_seek_inside_the_window_behind_makes_no_request() {
     let data = pattern(MIB as usize);
-    let source = counted(data.len());
+    let source = counted(data.len() as u64);
     let mut reader = build(&small_blocks(), source.clone());
     let mut buf = vec![0; 40 * KIB as usize];
     reader.read_exact(&mut buf).unwrap();
@@ -381,7 +378,7 @@ fn abandoned_requests_count_against_concurrency_until_they_end() {
 
 #[test]
 fn the_producer_never_requests_more_than_the_window_ahead() {
-    let source = counted(16 * MIB as usize);
+    let source = counted(16 * MIB);
     let mut builder = PrefetchReader::builder();
     builder.max_prefetch(4 * MIB).max_part_size(MIB);
     let mut reader = build(&builder, source.clone());
@@ -402,7 +399,7 @@ fn the_producer_never_requests_more_than_the_window_ahead() {
 
 #[test]
 fn random_reads_make_one_request_each_of_the_read_rounded_up() {
-    let source = counted(64 * MIB as usize);
+    let source = counted(64 * MIB);
     let mut reader = build(&PrefetchReader::builder(), source.clone());
     let offsets = [40 * MIB, 3 * MIB, 63 * MIB, 17 * MIB + 5, 0];
     for (i, &offset) in offsets.iter().enumerate() {
@@ -429,7 +426,7 @@ fn random_reads_make_one_request_each_of_the_read_rounded_up() {
 
 #[test]
 fn reads_in_order_start_readahead_at_the_third_read_and_grow_it_with_what_was_read() {
-    let source = counted(256 * MIB as usize);
+    let source = counted(256 * MIB);
     let mut reader = build(&PrefetchReader::builder(), source.clone());
     read_n(&mut reader, 8 * KIB as usize);
     read_n(&mut reader, 8 * KIB as usize);
