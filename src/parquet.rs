@@ -121,11 +121,10 @@ impl RemoteFile {
         source: S,
         settings: &ReaderBuilder,
     ) -> Result<RemoteFile> {
-        let location = source.location();
-        let config = settings.validated()?;
-        let ahead_room = config.max_prefetch / 2;
-        let ahead_chunks = config.concurrency.saturating_mul(2);
+        // The object validates the settings and asks the source at open.
         let object = SharedObject::with_settings(source, settings)?;
+        let ahead_room = object.max_prefetch() / 2;
+        let ahead_chunks = object.concurrency().saturating_mul(2);
         let len = object.len();
         // The tail, then the footer parsed from the cache.
         object.bytes(len.saturating_sub(TAIL)..len)?;
@@ -140,7 +139,7 @@ impl RemoteFile {
         let metadata = ParquetMetaDataReader::new()
             .parse_and_finish(&file)
             .map_err(|err| Error::InvalidResponse {
-                object: location,
+                object: inner.object.location(),
                 detail: format!("not a parquet file: {err}"),
             })?;
         let _ = inner.chunks.set(column_chunks(&metadata, len));

@@ -478,6 +478,25 @@ impl SharedObject {
     pub fn stats(&self) -> Stats {
         self.0.counters.snapshot()
     }
+
+    /// The validated `concurrency` the object was opened with.
+    #[cfg(feature = "parquet")] // what `RemoteFile` takes from its object
+    pub(crate) fn concurrency(&self) -> usize {
+        self.0.concurrency
+    }
+
+    /// The validated `max_prefetch` the object was opened with: the
+    /// cache's size.
+    #[cfg(feature = "parquet")] // what `RemoteFile` takes from its object
+    pub(crate) fn max_prefetch(&self) -> u64 {
+        self.0.state.lock().limit
+    }
+
+    /// The source's location, or a stand-in if telling it panics.
+    #[cfg(feature = "parquet")] // what `RemoteFile` takes from its object
+    pub(crate) fn location(&self) -> String {
+        self.0.location()
+    }
 }
 
 impl Shared {

@@ -7,15 +7,14 @@ use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{build, crate_error, sequential, small_blocks, watchdog, KIB, MIB};
+use common::{
+    build, counted, crate_error, sequential, small_blocks, wait_for_waiters, wait_until, watchdog,
+    KIB, MIB,
+};
 use prefetch_reader::testing::{
     fill_pattern, pattern, BlockingSource, Call, CountingSource, FailingSource, SimulatedLink,
 };
 use prefetch_reader::{Advice, Error, FileSource, MemorySource, PrefetchReader, RangeSource};
-
-fn counted(len: usize) -> Arc<CountingSource<MemorySource>> {
-    Arc::new(CountingSource::new(MemorySource::new(pattern(len))))
-}
 
 fn read_n<R: Read>(reader: &mut R, n: usize) -> Vec<u8> {
     let mut buf = vec![0; n];
@@ -46,7 +45,7 @@ fn sequential_reads_return_exact_bytes_across_block_boundaries() {
 
 #[test]
 fn a_read_spanning_blocks_is_filled_completely() {
-    let source = counted(200 * KIB as usize);
+    let source = counted(200 * KIB);
     let mut reader = build(&small_blocks(), source.clone());
     // Blocks are at most 16 KiB: one read of 100 KiB spans many.
     let first = read_n(&mut reader, 100 * KIB as usize);
@@ -56,7 +55,7 @@ fn a_read_spanning_blocks_is_filled_completely() {
 
 #[test]
 fn partial_blocks_stay_buffered() {
-    let source = counted(64 * KIB as usize);
+    let source = counted(64 * KIB);
     let mut reader = build(&PrefetchReader::builder(), source.clone());
     // The first request is 64 KiB whatever the read: the rest stays buffered.
     assert_eq!(read_n(&mut reader, 100), pattern(100));
@@ -122,7 +121,7 @@ fn seek_from_start_current_and_end() {
 
 #[test]
 fn seeks_are_lazy_no_request_until_the_next_read() {
-    let source = counted(MIB as usize);
+    let source = counted(MIB);
     let mut reader = build(&small_blocks(), source.clone());
     reader.seek(SeekFrom::Start(500 * KIB)).unwrap();
     reader.seek(SeekFrom::End(-10)).unwrap();
@@ -143,7 +142,7 @@ fn seeks_are_lazy_no_request_until_the_next_read() {
 
 #[test]
 fn stream_position_and_a_seek_to_the_current_offset_change_nothing() {
-    let source = counted(MIB as usize);
+    let source = counted(MIB);
     let mut reader = build(&small_blocks(), source.clone());
     read_n(&mut reader, 100);
     read_n(&mut reader, 100);
@@ -187,7 +186,7 @@ fn a_seek_past_eof_is_allowed_and_then_reads_zero() {
 
 #[test]
 fn a_look_at_the_end_and_back_keeps_the_work_in_flight() {
-    let source = counted(MIB as usize);
+    let source = counted(MIB);
     let mut reader = build(&small_blocks(), source.clone());
     for _ in 0..3 {
         read_n(&mut reader, 100);
@@ -203,28 +202,25 @@ fn a_look_at_the_end_and_back_keeps_the_work_in_flight() {
 #[test]
 fn a_soft_seek_forward_makes_no_request_and_keeps_the_streak() {
     let data = pattern(MIB as usize);
-    let source = counted(data.len());
+    let source = counted(data.len() as u64);
     let mut reader = build(&sequential(small_blocks()), source.clone());
     for _ in 0..4 {
         read_n(&mut reader, 512);
     }
     // Wait for read-ahead to fill the window (every byte to 40 KiB asked
     // for: jobs may start out of order), then skip into it.
-    let probe = source.clone();
-    watchdog(10, move || {
-        let covered = |calls: &[Call]| {
-            let mut spans: Vec<_> = calls.iter().map(|c| (c.offset, c.offset + c.len)).collect();
-            spans.sort_unstable();
-            spans
-                .iter()
-                .try_fold(0, |end, &(start, stop)| {
-                    (start <= end).then_some(end.max(stop))
-                })
-                .unwrap_or(0)
-        };
-        while covered(&probe.calls()) < 40 * KIB || probe.in_flight() > 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    let covered = |calls: &[Call]| {
+        let mut spans: Vec<_> = calls.iter().map(|c| (c.offset, c.offset + c.len)).collect();
+        spans.sort_unstable();
+        spans
+            .iter()
+            .try_fold(0, |end, &(start, stop)| {
+                (start <= end).then_some(end.max(stop))
+            })
+            .unwrap_or(0)
+    };
+    wait_until("read-ahead to fetch every byte to 40 KiB", || {
+        covered(&source.calls()) >= 40 * KIB && source.in_flight() == 0
     });
     let calls = source.call_count();
     reader.seek(SeekFrom::Start(30 * KIB)).unwrap();
@@ -252,9 +248,7 @@ fn a_hard_seek_returns_while_the_source_is_blocked_and_the_next_bytes_are_right(
         }
         reader.advise(Advice::Sequential);
         // Read-ahead requests are now stuck in the source.
-        while gate.waiting() == 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_for_waiters(&gate, 1);
         reader.seek(SeekFrom::Start(3 * MIB)).unwrap();
         reader.advise(Advice::Normal);
         (reader, gate)
@@ -289,17 +283,15 @@ fn a_hard_seek_cancels_in_flight_work() {
             read_n(&mut reader, 8 * KIB as usize);
         }
         reader.advise(Advice::Sequential);
-        while probe.in_flight() < 4 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("four read-ahead requests under way", || {
+            probe.in_flight() >= 4
+        });
         reader.seek(SeekFrom::Start(60 * MIB)).unwrap();
         let got = read_n(&mut reader, 10);
         assert_eq!(got, pattern(60 * MIB as usize + 10)[60 * MIB as usize..]);
         // The abandoned requests end long before they could have finished
         // (16 MiB at 4 MiB/s would take seconds each).
-        while probe.in_flight() > 0 {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until("the abandoned requests to end", || probe.in_flight() == 0);
         assert!(reader.stats().bytes_fetched < 20 * MIB);
     });
 }
@@ -307,7 +299,7 @@ fn a_hard_seek_cancels_in_flight_work() {
 #[test]
 fn a_short_backward_seek_inside_the_window_behind_makes_no_request() {
     let data = pattern(MIB as usize);
-    let source = counted(data.len());
+    let source = counted(data.len() as u64);
     let mut reader = build(&small_blocks(), source.clone());
     let mut buf = vec![0; 40 * KIB as usize];
     reader.read_exact(&mut buf).unwrap();
@@ -362,16 +354,8 @@ fn abandoned_requests_count_against_concurrency_until_they_end() {
         read_n(&mut reader, 100);
     }
     reader.advise(Advice::Sequential);
-    let stuck = watchdog(10, {
-        let gate = gate.clone();
-        move || {
-            while gate.waiting() < 4 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            gate.waiting()
-        }
-    });
-    assert_eq!(stuck, 4, "read-ahead fills the four connections");
+    wait_for_waiters(&gate, 4);
+    assert_eq!(gate.waiting(), 4, "read-ahead fills the four connections");
     // A hard seek abandons them, but they still run: the read after it may
     // not start a fifth request until one of them ends.
     reader.seek(SeekFrom::Start(6 * MIB)).unwrap();
@@ -394,21 +378,20 @@ fn abandoned_requests_count_against_concurrency_until_they_end() {
 
 #[test]
 fn the_producer_never_requests_more_than_the_window_ahead() {
-    let source = counted(16 * MIB as usize);
+    let source = counted(16 * MIB);
     let mut builder = PrefetchReader::builder();
     builder.max_prefetch(4 * MIB).max_part_size(MIB);
     let mut reader = build(&builder, source.clone());
     for _ in 0..3 {
         read_n(&mut reader, 8 * KIB as usize);
     }
-    let probe = source.clone();
-    // The reader stops at 24 KiB; the producer must stop too.
-    let furthest = watchdog(10, move || loop {
-        std::thread::sleep(Duration::from_millis(20));
-        if probe.in_flight() == 0 {
-            break probe.calls().iter().map(|c| c.offset + c.len).max();
-        }
+    // The reader stops at 24 KiB; the producer must stop too (and not
+    // merely pause between requests).
+    let reader = watchdog(10, move || {
+        reader.wait_until_quiet().expect("quiet");
+        reader
     });
+    let furthest = source.calls().iter().map(|c| c.offset + c.len).max();
     let window = 4 * MIB - prefetch_reader::DEFAULT_WINDOW_BEHIND;
     assert!(furthest.unwrap() <= 16 * KIB + window, "{furthest:?}");
     assert!(reader.stats().peak_allocated <= 4 * MIB);
@@ -416,7 +399,7 @@ fn the_producer_never_requests_more_than_the_window_ahead() {
 
 #[test]
 fn random_reads_make_one_request_each_of_the_read_rounded_up() {
-    let source = counted(64 * MIB as usize);
+    let source = counted(64 * MIB);
     let mut reader = build(&PrefetchReader::builder(), source.clone());
     let offsets = [40 * MIB, 3 * MIB, 63 * MIB, 17 * MIB + 5, 0];
     for (i, &offset) in offsets.iter().enumerate() {
@@ -443,7 +426,7 @@ fn random_reads_make_one_request_each_of_the_read_rounded_up() {
 
 #[test]
 fn reads_in_order_start_readahead_at_the_third_read_and_grow_it_with_what_was_read() {
-    let source = counted(256 * MIB as usize);
+    let source = counted(256 * MIB);
     let mut reader = build(&PrefetchReader::builder(), source.clone());
     read_n(&mut reader, 8 * KIB as usize);
     read_n(&mut reader, 8 * KIB as usize);
@@ -541,9 +524,7 @@ fn blocked_reader() -> (
         read_n(&mut reader, 100);
     }
     reader.advise(Advice::Sequential);
-    while gate.waiting() == 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_waiters(&gate, 1);
     (reader, gate)
 }
 

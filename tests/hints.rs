@@ -14,9 +14,9 @@ mod common;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{build, counted, settled, watchdog, KIB, MIB};
+use common::{build, counted, settled, wait_for_waiters, watchdog, KIB, MIB};
 use prefetch_reader::testing::{pattern, BlockingSource, Call, CountingSource, TestServer};
 use prefetch_reader::{Error, HttpSource, MemorySource, PrefetchReader};
 
@@ -309,10 +309,7 @@ fn a_read_outside_the_hints_is_asked_for_before_the_hints_left() {
         builder.concurrency(1).max_part_size(4 * MIB);
         let mut reader = build(&builder, source.clone());
         reader.will_need(&[0..32 * MIB]).expect("hints");
-        let started = Instant::now();
-        while gate.waiting() < 1 && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_waiters(&gate, 1);
         let waiting = std::thread::spawn(move || {
             read_range(&mut reader, 200 * MIB..200 * MIB + 1000);
             reader

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::process::{free_port, program_or_skip, ServerProcess};
-use common::{check_random_seeks, random_bytes, watchdog, zip_of};
+use common::{check_random_seeks, member_name, random_bytes, watchdog, zip_of_random_members};
 use prefetch_reader::{Error, HttpSource, PrefetchReader, RangeSource};
 
 /// Generous: each test takes well under a second once nginx is up.
@@ -151,15 +151,12 @@ fn nginx_zip_member_reads_through_the_reader() {
         return;
     };
     watchdog(WATCHDOG_SECS, move || {
-        let members: Vec<(String, Vec<u8>)> = (0..4)
-            .map(|i| (format!("part-{i}.bin"), random_bytes(300_000, 10 + i)))
-            .collect();
-        let zipped = zip_of(&members);
+        let (members, zipped) = zip_of_random_members(4, 300_000, 10);
         let nginx = Nginx::start(&binary, &[("archive.zip", &zipped)]);
         let reader = prefetch_reader::open(&nginx.url("archive.zip")).expect("open");
         let mut zip = zip::ZipArchive::new(reader).expect("read the central directory");
         assert_eq!(zip.len(), members.len());
-        let mut member = zip.by_name("part-2.bin").expect("member");
+        let mut member = zip.by_name(&member_name(2)).expect("member");
         let mut out = Vec::new();
         member.read_to_end(&mut out).expect("read member");
         assert!(out == members[2].1);
@@ -174,10 +171,7 @@ fn nginx_opens_with_the_tail_in_one_request_and_serves_the_directory_from_it() {
         return;
     };
     watchdog(WATCHDOG_SECS, move || {
-        let members: Vec<(String, Vec<u8>)> = (0..50)
-            .map(|i| (format!("m{i}.bin"), random_bytes(40_000, 50 + i)))
-            .collect();
-        let zipped = zip_of(&members);
+        let (members, zipped) = zip_of_random_members(50, 40_000, 50);
         let nginx = Nginx::start(&binary, &[("archive.zip", &zipped), ("tiny.bin", b"tiny")]);
         let reader = prefetch_reader::open_tail(&nginx.url("archive.zip"), 64 << 10).expect("open");
         assert_eq!(reader.len(), zipped.len() as u64);
@@ -195,7 +189,7 @@ fn nginx_opens_with_the_tail_in_one_request_and_serves_the_directory_from_it() {
             "{log}"
         );
         let mut out = Vec::new();
-        zip.by_name("m7.bin")
+        zip.by_name(&member_name(7))
             .expect("member")
             .read_to_end(&mut out)
             .expect("read member");

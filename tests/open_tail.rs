@@ -8,7 +8,7 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom};
 
-use common::{random_bytes, watchdog, zip_of};
+use common::{member_name, random_bytes, watchdog, zip_of_random_members};
 use prefetch_reader::testing::{Fault, TestServer};
 use prefetch_reader::{open_tail, Error, HttpSource, PrefetchReader, RangeSource, MAX_TAIL};
 
@@ -192,17 +192,14 @@ fn bytes_of_a_tail_attempt_that_broke_count_as_fetched() {
 #[test]
 fn a_zip_directory_is_read_with_the_open_in_one_request() {
     watchdog(WATCHDOG_SECS, || {
-        let members: Vec<(String, Vec<u8>)> = (0..100)
-            .map(|i| (format!("m{i:03}.bin"), random_bytes(20_000, 100 + i)))
-            .collect();
-        let archive = zip_of(&members);
+        let (members, archive) = zip_of_random_members(100, 20_000, 100);
         let server = server_with("/a.zip", &archive);
         let reader = open_tail(&server.url("/a.zip"), TAIL).expect("open");
         let mut zip = zip::ZipArchive::new(reader).expect("zip");
         assert_eq!(zip.len(), members.len());
         assert_eq!(server.request_count(), 1, "the open brought the directory");
         let mut out = Vec::new();
-        zip.by_name("m042.bin")
+        zip.by_name(&member_name(42))
             .expect("member")
             .read_to_end(&mut out)
             .expect("read the member");

@@ -12,9 +12,9 @@ mod common;
 
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{counted, watchdog, KIB, MIB};
+use common::{counted, wait_for_waiters, wait_until, wait_until_within, watchdog, KIB, MIB};
 use prefetch_reader::testing::{
     pattern, BlockingSource, CountingSource, FailingSource, SimulatedLink,
 };
@@ -100,12 +100,13 @@ fn a_read_inside_a_hint_waits_for_its_fetch_instead_of_asking_again() {
         let source = Arc::new(CountingSource::new(source));
         let object = SharedObject::new(source.clone()).expect("object");
         object.will_need(&[MIB..2 * MIB]).expect("hint");
+        // The hint's fetch is under way (and stuck) on the pool before the
+        // read: the read cannot take it over, only wait for it.
+        wait_for_waiters(&gate, 1);
         let mut cursor = object.cursor(MIB + MIB / 2);
         let reader = std::thread::spawn(move || read_at(&mut cursor, MIB + MIB / 2, 1000));
-        let started = Instant::now();
-        while gate.waiting() < 1 && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // Time for a request of the read's own, if it made one, to arrive;
+        // the count after the read catches one that comes later.
         std::thread::sleep(Duration::from_millis(50));
         // Only the hint's fetch is at the source; the read waits for it.
         assert_eq!(gate.waiting(), 1);
@@ -146,12 +147,10 @@ fn a_cursor_reading_in_order_fetches_ahead_at_most_twice_what_it_read() {
         let mut cursor = object.cursor(0);
         read_at(&mut cursor, 0, 4 * MIB);
         // Let the read-ahead under way land.
-        let started = Instant::now();
-        while object.stats().bytes_fetched < object.stats().allocated
-            && started.elapsed() < Duration::from_secs(10)
-        {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the read-ahead under way to land", || {
+            let stats = object.stats();
+            stats.bytes_fetched >= stats.allocated
+        });
         let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
         assert!(fetched > 4 * MIB, "it read ahead: {fetched}");
         assert!(
@@ -268,15 +267,20 @@ fn a_read_inside_a_queued_hint_fetches_it_at_once() {
             .map(|i| 2 * i * MIB..2 * i * MIB + 100 * KIB)
             .collect();
         object.will_need(&hints).expect("hints");
-        // The first hinted part is under way (and stuck) before the read.
-        let started = Instant::now();
-        while gate.waiting() < 1 && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        // The first hinted part is under way (and stuck) on the object's
+        // one pool job before the read.
+        wait_for_waiters(&gate, 1);
         let mut cursor = object.cursor(6 * MIB);
         let reader = std::thread::spawn(move || read_at(&mut cursor, 6 * MIB, 1000));
-        // Time for the read to find its hint queued and wait for it.
-        std::thread::sleep(Duration::from_millis(200));
+        // That job cannot move on, so a second call at the gate is the
+        // read fetching its queued part itself, at once.
+        wait_for_waiters(&gate, 2);
+        let offsets: Vec<_> = source.calls().iter().map(|c| c.offset).collect();
+        assert_eq!(
+            offsets,
+            [0, 6 * MIB],
+            "the stuck part, and the one the read needs"
+        );
         gate.open();
         reader.join().expect("the read");
         let offsets: Vec<_> = source.calls().iter().map(|c| c.offset).collect();
@@ -299,10 +303,7 @@ fn another_objects_stuck_hints_never_hold_up_a_read_in_a_hint() {
             .map(|i| i * 3 * MIB..i * 3 * MIB + 4 * KIB)
             .collect();
         stuck.will_need(&ranges).expect("hints");
-        let started = Instant::now();
-        while gate.waiting() < 200 && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_waiters(&gate, 200);
         let healthy = SharedObject::new(MemorySource::new(pattern(8 << 20))).expect("object");
         healthy.will_need(&[0..MIB]).expect("hint");
         read_at(&mut healthy.cursor(0), 0, 1000);
@@ -319,24 +320,19 @@ fn dropping_the_object_and_its_cursors_cancels_the_fetches_under_way() {
         object
             .will_need(&[0..MIB, 10 * MIB..11 * MIB, 20 * MIB..21 * MIB])
             .expect("hints");
-        let started = Instant::now();
-        while source.in_flight() < 3 && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until("the three hinted fetches to be under way", || {
+            source.in_flight() >= 3
+        });
         let cursor = object.cursor(0);
         drop(object);
         // A cursor keeps the object alive.
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(source.in_flight(), 3);
         drop(cursor);
-        let started = Instant::now();
-        while source.in_flight() > 0 && started.elapsed() < Duration::from_secs(2) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        assert_eq!(
-            source.in_flight(),
-            0,
-            "cancelled well before the 3 s latency"
+        wait_until_within(
+            Duration::from_secs(2),
+            "the fetches to be cancelled, well before the 3 s latency",
+            || source.in_flight() == 0,
         );
     });
 }
