@@ -178,11 +178,11 @@ impl Inner {
             let columns = read.iter().map(|&(_, c)| c).collect::<BTreeSet<usize>>();
             (columns, run_before(&read, chunk.row_group, chunk.column))
         };
-        // This chunk and the columns after a run in its row group are
-        // wanted first (parquet reads a row group's columns before the
-        // next row group); then the columns read so far in the row groups
-        // after it. Older cached bytes (chunks read) make way as these
-        // arrive.
+        let mut ranges = vec![chunk.range.clone()];
+        // Older cached bytes (chunks read) make way as these arrive.
+        let mut room = self.ahead_room;
+        // The columns after a run in this row group, then the columns read
+        // so far in the row groups after it.
         let beside = chunks.iter().filter(|c| {
             c.row_group == chunk.row_group
                 && c.column > chunk.column
@@ -191,28 +191,18 @@ impl Inner {
         let next = chunks
             .iter()
             .filter(|c| c.row_group > chunk.row_group && columns.contains(&c.column));
-        let mut room = self.ahead_room;
-        let mut first = vec![chunk.range.clone()];
-        let mut then = Vec::new();
         for ahead in beside.chain(next).take(self.ahead_chunks) {
             let size = ahead.range.end - ahead.range.start;
             if size > room {
                 break;
             }
             room -= size;
-            if ahead.row_group == chunk.row_group {
-                first.push(ahead.range.clone());
-            } else {
-                then.push(ahead.range.clone());
-            }
+            ranges.push(ahead.range.clone());
         }
         // One hint each, so chunks are never merged with the columns
         // between them. Never fails: a failed fetch is met by the read
         // that needs it.
-        for range in first.into_iter().rev() {
-            self.object.will_need_first(&[range]);
-        }
-        for range in then {
+        for range in ranges {
             let _ = self.object.will_need(&[range]);
         }
     }

@@ -136,16 +136,6 @@ struct State {
     workers: usize,
 }
 
-/// Where [`State::queue_part`] puts a part in the queue.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// After those queued: hints in the order given.
-    Back,
-    /// Before them: wanted before every hint given so far.
-    #[cfg_attr(not(feature = "parquet"), allow(dead_code))]
-    Front,
-}
-
 /// How [`State::reserve`] may make room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Room {
@@ -238,7 +228,7 @@ impl State {
     /// start is held) if its room can be reserved beside room for one
     /// read's fetch, without evicting hinted bytes not read through;
     /// whether it was dealt with.
-    fn queue_part(&mut self, request: Request, place: Place, counters: &Counters) -> bool {
+    fn queue_part(&mut self, request: Request, counters: &Counters) -> bool {
         if self.cached(request.offset).is_some() || self.pending_at(request.offset) {
             return true;
         }
@@ -252,11 +242,7 @@ impl State {
             return false;
         }
         self.pending.insert(request.offset, end);
-        let request = Request { len, ..request };
-        match place {
-            Place::Back => self.queue.push_back(request),
-            Place::Front => self.queue.push_front(request),
-        }
+        self.queue.push_back(Request { len, ..request });
         true
     }
 
@@ -493,14 +479,6 @@ impl SharedObject {
         self.0.counters.snapshot()
     }
 
-    /// [`will_need`](Self::will_need) of ranges wanted before every hint
-    /// given so far: their parts go to the front of those waiting.
-    #[cfg(feature = "parquet")] // what `RemoteFile` takes from its object
-    pub(crate) fn will_need_first(&self, ranges: &[Range<u64>]) {
-        let plan = self.0.policy.lock().plan_hints(ranges);
-        self.0.queue_first(plan);
-    }
-
     /// The validated `concurrency` the object was opened with.
     #[cfg(feature = "parquet")] // what `RemoteFile` takes from its object
     pub(crate) fn concurrency(&self) -> usize {
@@ -642,7 +620,7 @@ impl Shared {
         let mut state = self.state.lock();
         for request in plan {
             if request.readahead {
-                state.queue_part(request, Place::Back, &self.counters);
+                state.queue_part(request, &self.counters);
             } else if state.later.len() < MAX_HINT_PARTS {
                 state.later.push_back(request);
             }
@@ -650,27 +628,11 @@ impl Shared {
         self.pump(state);
     }
 
-    /// Queues hinted parts ahead of all others (those that find no room
-    /// wait ahead of all others), and starts pool jobs for them.
-    #[cfg(feature = "parquet")]
-    fn queue_first(self: &Arc<Self>, plan: Vec<Request>) {
-        if !self.ranges {
-            return;
-        }
-        let mut state = self.state.lock();
-        for request in plan.into_iter().rev() {
-            if !state.queue_part(request, Place::Front, &self.counters) {
-                state.later.push_front(request);
-            }
-        }
-        self.start_workers(state);
-    }
-
     /// Queues the hinted parts waiting for room, in order, while their
     /// room can be reserved, and starts pool jobs for them.
     fn pump(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
         while let Some(&request) = state.later.front() {
-            if !state.queue_part(request, Place::Back, &self.counters) {
+            if !state.queue_part(request, &self.counters) {
                 break;
             }
             state.later.pop_front();
