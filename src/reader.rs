@@ -79,6 +79,9 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     hints: Hints,
     /// The call whose hinted part is the block being read, if one is.
     current_hint: Option<u64>,
+    /// Whether a hinted part was read since the epoch's last block: the
+    /// position may then be past all the epoch asked for.
+    read_hint: bool,
     /// The epoch (span between hard seeks) and its state.
     epoch: u64,
     /// Whether this epoch's first request was asked for.
@@ -183,6 +186,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             ),
             hints: Hints::default(),
             current_hint: None,
+            read_hint: false,
             epoch: 0,
             started: false,
             cancel: Arc::new(AtomicBool::new(false)),
@@ -402,6 +406,11 @@ impl<S: RangeSource> PrefetchReader<S> {
     }
 
     fn reader_state(&self, want: u64) -> ReaderState {
+        // Hinted bytes are the hints' to fetch, not a demand.
+        let want = match self.hints.next_start(self.pos) {
+            Some(start) if start > self.pos => want.min(start - self.pos),
+            _ => want,
+        };
         ReaderState {
             pos: self.pos,
             want: want.max(1),
@@ -436,7 +445,10 @@ impl<S: RangeSource> PrefetchReader<S> {
         if len > 0 {
             self.read_sizes.add(len);
         }
-        if self.started && reports_every_read(self.streak) {
+        // A read served by a hint is none of the epoch's business.
+        let hinted = self.hints.covering(self.pos).is_some()
+            || (self.current_hint.is_some() && self.buffers.in_current(self.pos));
+        if self.started && !hinted && reports_every_read(self.streak) {
             self.send(Event::Progress {
                 epoch: self.epoch,
                 reader: self.reader_state(len),
@@ -536,6 +548,14 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// the block being read (its bytes may not have arrived yet).
     fn advance(&mut self, want: u64) -> Result<()> {
         self.receive_hints();
+        if std::mem::take(&mut self.read_hint) && self.started {
+            // Read-ahead stops where hints begin: past a hint the reader
+            // may be past all its epoch asked for, which starts again here.
+            let frontier = *self.frontier.lock();
+            if frontier.epoch == self.epoch && self.pos > frontier.end {
+                self.new_epoch();
+            }
+        }
         let reader = self.reader_state(want);
         if self.started {
             self.send(Event::Progress {
@@ -596,6 +616,7 @@ impl<S: RangeSource> PrefetchReader<S> {
                 self.leave_current();
                 self.buffers.set_current(offset, data);
                 self.current_hint = Some(generation);
+                self.read_hint = true;
                 return Ok(());
             }
             if !issued {

@@ -456,3 +456,75 @@ fn hints_under_a_budget_too_small_for_a_part_beside_a_read_are_still_served_once
         assert!(reader.stats().peak_allocated <= MIB);
     });
 }
+
+#[test]
+fn reading_in_order_into_a_hint_and_past_it_fetches_each_byte_once() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(32 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        let hint = 8 * MIB..10 * MIB;
+        reader
+            .will_need(std::slice::from_ref(&hint))
+            .expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        // In order from well before the hint to well past it, in small
+        // reads that earn read-ahead.
+        let (from, to) = (6 * MIB, 12 * MIB);
+        reader.seek(SeekFrom::Start(from)).expect("seek");
+        let mut buf = vec![0; 8 * KIB as usize];
+        let data = pattern(to as usize);
+        let mut at = from;
+        while at < to {
+            reader.read_exact(&mut buf).expect("read");
+            assert!(
+                buf[..] == data[at as usize..at as usize + buf.len()],
+                "at {at}"
+            );
+            at += buf.len() as u64;
+        }
+        let handle = reader.stats_handle();
+        drop(reader);
+        let stats = settled(&handle);
+        let calls = source.calls();
+        let mut spans = spans(&calls);
+        spans.dedup();
+        assert!(
+            spans.windows(2).all(|w| w[0].1 <= w[1].0),
+            "bytes fetched twice: {spans:?}"
+        );
+        assert!(stats.bytes_fetched >= to - from);
+    });
+}
+
+#[test]
+fn a_hinted_range_read_again_after_its_parts_left_gets_read_ahead_as_usual() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(32 * MIB);
+        let mut reader = build(&PrefetchReader::builder(), source.clone());
+        let hint = 8 * MIB..12 * MIB;
+        reader
+            .will_need(std::slice::from_ref(&hint))
+            .expect("hints");
+        read_range(&mut reader, hint.clone());
+        reader.wait_until_quiet().expect("quiet");
+        let hinted = source.call_count();
+        // Again, in small reads: its parts were read through and left.
+        reader.seek(SeekFrom::Start(hint.start)).expect("seek");
+        let mut buf = vec![0; 8 * KIB as usize];
+        let data = pattern(hint.end as usize);
+        for at in (hint.start..hint.end).step_by(buf.len()) {
+            reader.read_exact(&mut buf).expect("read");
+            assert!(
+                buf[..] == data[at as usize..at as usize + buf.len()],
+                "at {at}"
+            );
+        }
+        // Read-ahead grows as ever: a few requests, not one per read.
+        let again = source.call_count() - hinted;
+        assert!(
+            again <= 16,
+            "{again} requests for 512 reads: {:?}",
+            source.calls()
+        );
+    });
+}

@@ -98,6 +98,11 @@ impl Hints {
         (pos < offset + slot.len).then_some((offset, slot.part.is_some()))
     }
 
+    /// Where the first planned request at or after `pos` starts.
+    pub(crate) fn next_start(&self, pos: u64) -> Option<u64> {
+        self.slots.range(pos..).next().map(|(&offset, _)| offset)
+    }
+
     /// Takes out the issued part of the request at `offset`, to be read.
     pub(crate) fn take(&mut self, offset: u64) -> Option<BlockData> {
         self.slots.get(&offset)?.part.as_ref()?;

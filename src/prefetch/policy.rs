@@ -303,6 +303,8 @@ pub(crate) struct Policy {
     /// completed read-ahead part.
     ramp: u64,
     link: LinkEstimate,
+    /// The current hints' byte ranges, sorted and apart.
+    hinted: Vec<Range<u64>>,
 }
 
 impl Policy {
@@ -320,6 +322,7 @@ impl Policy {
             unarrived: 0,
             ramp: limits.min_part,
             link: LinkEstimate::default(),
+            hinted: Vec::new(),
         }
     }
 
@@ -505,8 +508,8 @@ impl Policy {
         } else {
             return None;
         };
-        let len = len.min(self.object_len - self.frontier);
-        if allocated.saturating_add(len) > self.memory_limit() {
+        let len = self.short_of_hints(len.min(self.object_len - self.frontier), demand_end);
+        if len == 0 || allocated.saturating_add(len) > self.memory_limit() {
             return None;
         }
         Some(Request {
@@ -514,6 +517,36 @@ impl Policy {
             len,
             readahead,
         })
+    }
+
+    /// `len` bytes from the frontier, cut where a hinted range begins past
+    /// `demand_end`: the hints fetch it, so read-ahead stops at its start.
+    /// What the reader waits for is never cut, and read-ahead from inside
+    /// a hinted range (the reader reads it anew, its parts gone) goes on.
+    fn short_of_hints(&self, len: u64, demand_end: u64) -> u64 {
+        let from = self.frontier.max(demand_end);
+        let end = self.frontier + len;
+        let at = self.hinted.partition_point(|r| r.end <= from);
+        match self.hinted.get(at) {
+            Some(r) if self.frontier <= r.start && r.start < end => {
+                r.start.max(from) - self.frontier
+            }
+            _ => len,
+        }
+    }
+
+    /// The current hints are these requests: read-ahead leaves their
+    /// bytes to them.
+    pub(crate) fn set_hinted(&mut self, plan: &[Request]) {
+        let mut ranges: Vec<Range<u64>> = plan.iter().map(|r| r.offset..r.offset + r.len).collect();
+        ranges.sort_unstable_by_key(|r| r.start);
+        self.hinted.clear();
+        for range in ranges {
+            match self.hinted.last_mut() {
+                Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+                _ => self.hinted.push(range),
+            }
+        }
     }
 
     /// The requests that fetch the caller's hinted `ranges`, in the order
@@ -878,6 +911,37 @@ mod tests {
             .windows(2)
             .all(|w| w[0].offset + w[0].len == w[1].offset));
         assert!(p.plan_hints(&[]).is_empty());
+    }
+
+    #[test]
+    fn read_ahead_stops_where_a_hint_begins_but_never_cuts_a_demand() {
+        let mut p = policy(64 * MIB);
+        let hint = Request {
+            offset: 8 * MIB,
+            len: 2 * MIB,
+            readahead: false,
+        };
+        p.set_hinted(&[hint]);
+        p.restart(state(6 * MIB, 64 * KIB, 40, 64 * KIB));
+        let ahead = drain(&mut p);
+        let end = ahead.last().map_or(0, |r| r.offset + r.len);
+        assert_eq!(end, 8 * MIB, "{ahead:?}");
+        // A demand reaching into the hint is asked for whole.
+        let mut p = policy(64 * MIB);
+        p.set_hinted(&[hint]);
+        p.restart(state(8 * MIB - KIB, 64 * KIB, 0, 64 * KIB));
+        let demand = drain(&mut p);
+        let end = demand.last().map_or(0, |r| r.offset + r.len);
+        assert!(end >= 8 * MIB + 63 * KIB, "{demand:?}");
+        // From inside a hinted range (read anew), read-ahead goes on.
+        let mut p = policy(64 * MIB);
+        p.set_hinted(&[hint]);
+        p.restart(state(9 * MIB, 64 * KIB, 40, 64 * KIB));
+        let inside = drain(&mut p);
+        assert!(
+            inside.iter().map(|r| r.len).sum::<u64>() > 2 * MIB,
+            "{inside:?}"
+        );
     }
 
     #[test]

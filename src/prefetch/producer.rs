@@ -223,6 +223,7 @@ impl<S: RangeSource> Scheduler<S> {
                     Vec::new()
                 };
                 self.hints = requests.iter().copied().collect();
+                self.shared.policy.set_hinted(&requests);
                 self.needed = None;
                 let _ = plan.send(HintPlan {
                     requests,
