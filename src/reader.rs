@@ -258,11 +258,12 @@ impl<S: RangeSource> PrefetchReader<S> {
     /// clipped to the object, and merged where the gap between them costs
     /// less than a round trip (the link's round trip × bandwidth once
     /// measured, 1 MiB before). Hinted parts hold at most the budget
-    /// (`max_prefetch`) less room for one demand read; a part leaves when
-    /// read to its end, and the parts the budget did not hold yet are
-    /// fetched as room comes. A read of a hinted part not fetched yet has
-    /// it fetched next; if the parts held leave it no room, those planned
-    /// last are dropped (a read there later fetches as usual). The next
+    /// (`max_prefetch`) less room for one demand read (`max_part_size`,
+    /// or half the budget when that is less); a part leaves when read to
+    /// its end, and the parts the budget did not hold yet are fetched as
+    /// room comes. A read of a hinted part not fetched yet has it fetched
+    /// next; if the parts held leave it no room, those planned last are
+    /// dropped (a read there later fetches as usual). The next
     /// call replaces the hints not yet read (their unread bytes count as
     /// wasted), and `will_need(&[])` clears them. At most 65 536 parts are
     /// planned per call; reads past them fetch as usual.

@@ -528,3 +528,50 @@ fn a_hinted_range_read_again_after_its_parts_left_gets_read_ahead_as_usual() {
         );
     });
 }
+
+#[test]
+fn hinted_parts_held_never_leave_a_read_outside_the_hints_without_room() {
+    watchdog(WATCHDOG_SECS, || {
+        // Parts held after reads of them, then a read elsewhere.
+        let source = counted(64 * MIB);
+        let mut builder = PrefetchReader::builder();
+        builder.max_prefetch(4 * MIB);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[0..8 * MIB]).expect("hints");
+        for pos in [0, MIB, 2 * MIB, 20 * MIB] {
+            read_range(&mut reader, pos..pos + 10);
+        }
+        // Parts held after a wait for a part not made yet, then a read
+        // elsewhere.
+        let mut builder = PrefetchReader::builder();
+        builder
+            .max_prefetch(2 * MIB)
+            .window_behind(0)
+            .min_part_size(64 * KIB)
+            .max_part_size(256 * KIB);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[0..4 * MIB]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        read_range(&mut reader, 4 * MIB - 1000..4 * MIB - 900);
+        read_range(&mut reader, 8 * MIB..8 * MIB + 100);
+        assert!(reader.stats().peak_allocated <= 2 * MIB);
+    });
+}
+
+#[test]
+fn hints_are_fetched_in_the_background_under_a_budget_smaller_than_a_part() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(64 * MIB);
+        let mut builder = PrefetchReader::builder();
+        // max_part_size (64 MiB by default) over the whole budget.
+        builder.max_prefetch(32 * MIB);
+        let mut reader = build(&builder, source.clone());
+        reader.will_need(&[0..8 * MIB]).expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        assert_eq!(fetched, 8 * MIB, "{:?}", source.calls());
+        assert!(source.max_in_flight() > 1, "{:?}", source.calls());
+        read_range(&mut reader, 0..8 * MIB);
+        assert_eq!(source.calls().iter().map(|c| c.len).sum::<u64>(), 8 * MIB);
+    });
+}

@@ -24,8 +24,8 @@ struct Slot {
 pub(crate) struct HintPlan {
     /// The requests, in the order they are made.
     pub(crate) requests: Vec<Request>,
-    /// Most bytes of hinted parts the reader may hold, the one it waits
-    /// for included: the producer makes that one only when it fits.
+    /// Most bytes hinted parts may hold, the one the reader waits for
+    /// included: the producer makes that one only when it fits.
     pub(crate) room: u64,
 }
 

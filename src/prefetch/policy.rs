@@ -377,24 +377,35 @@ impl Policy {
         self.max_prefetch - self.window_behind
     }
 
-    /// Most bytes hinted parts may hold at once: the memory limit less one
+    /// Most bytes hinted parts may hold at once (the part the reader
+    /// waits for included): the memory limit less the room kept for one
     /// demand block, so a read outside the hints always finds room.
     pub(crate) fn hint_limit(&self) -> u64 {
-        self.memory_limit().saturating_sub(self.largest_block())
+        self.memory_limit() - self.demand_room()
+    }
+
+    /// The room kept for a demand block beside hints: a block of
+    /// `max_part_size`, or half the memory limit when that is less.
+    fn demand_room(&self) -> u64 {
+        (self.memory_limit() / 2).max(1).min(self.max_part)
     }
 
     /// The largest hinted part: a read-ahead part, and small enough that
     /// hinted parts run in the background within
-    /// [`hint_limit`](Self::hint_limit) when the budget is small; never
-    /// below `min_part_size`.
+    /// [`hint_limit`](Self::hint_limit).
     fn hint_part(&self) -> u64 {
-        self.part_cap().min(self.hint_limit()).max(self.min_part)
+        self.part_cap().min(self.hint_limit()).max(1)
     }
 
-    /// The largest block that fits beside the window behind: no request
-    /// is larger, so a read of any size is served within the budget.
+    /// The largest block that fits beside the window behind (and, while
+    /// there are hints, in the room kept beside them): no request is
+    /// larger, so a read of any size is served within the budget.
     fn largest_block(&self) -> u64 {
-        (self.max_prefetch - self.window_behind).min(self.max_part)
+        if self.hinted.is_empty() {
+            self.memory_limit().min(self.max_part)
+        } else {
+            self.demand_room()
+        }
     }
 
     /// The largest read-ahead part: what lets the window hold one part per

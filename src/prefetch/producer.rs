@@ -111,7 +111,7 @@ struct Scheduler<S> {
     hint_generation: u64,
     hint_cancel: Arc<AtomicBool>,
     /// The hinted request the reader waits for, at the front of `hints`:
-    /// it may take the room kept for a demand block.
+    /// made alone if it is larger than the hints' room.
     needed: Option<u64>,
     /// Who waits for the producer to fall quiet.
     #[cfg(feature = "testing")]
@@ -227,7 +227,7 @@ impl<S: RangeSource> Scheduler<S> {
                 self.needed = None;
                 let _ = plan.send(HintPlan {
                     requests,
-                    room: self.shared.policy.memory_limit(),
+                    room: self.shared.policy.hint_limit(),
                 });
             }
             Event::NeedHint { generation, offset } => {
@@ -329,16 +329,12 @@ impl<S: RangeSource> Scheduler<S> {
         while let Some(&request) = self.hints.front() {
             let allocated = self.shared.counters.allocated_for_blocks();
             let allocated = allocated.saturating_sub(self.shared.spares.charged());
-            // Room for one demand block stays free whatever the hints hold,
-            // but for the part the reader waits for: it reads nothing else
-            // meanwhile, and keeps what it holds within the budget beside
-            // it (alone, it goes whatever its size).
+            // Room for one demand block stays free whatever the hints hold;
+            // the reader keeps the parts it holds within the hints' room
+            // beside the one it waits for (alone, that one goes whatever
+            // its size).
             let needed = self.needed == Some(request.offset);
-            let limit = if needed {
-                self.shared.policy.memory_limit()
-            } else {
-                self.shared.policy.hint_limit()
-            };
+            let limit = self.shared.policy.hint_limit();
             let fits = allocated.saturating_add(request.len) <= limit || (needed && allocated == 0);
             if self.in_flight >= self.shared.policy.concurrency() || !fits {
                 return;
