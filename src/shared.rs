@@ -30,7 +30,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::config::ReaderBuilder;
 use crate::error::{Error, Result};
 use crate::prefetch::io_pool::IoPool;
-use crate::prefetch::policy::{Policy, Request, MAX_HINT_PARTS};
+use crate::prefetch::policy::{Limits, Policy, Request, MAX_HINT_PARTS};
 use crate::source::{FetchContext, RangeSource};
 use crate::stats::{Counters, Stats};
 
@@ -156,11 +156,6 @@ impl State {
         })
     }
 
-    /// Whether a fetch under way holds the byte at `pos`.
-    fn pending_at(&self, pos: u64) -> bool {
-        self.pending_start(pos).is_some()
-    }
-
     /// Where the fetch under way holding the byte at `pos` starts.
     fn pending_start(&self, pos: u64) -> Option<u64> {
         let (&start, &end) = self.pending.range(..=pos).next_back()?;
@@ -203,10 +198,12 @@ impl State {
             return false;
         }
         while self.bytes + len > cap {
+            // Bytes read through go first; for a read, then hinted ones.
             let next = self
                 .order
                 .iter()
-                .position(|start| !(spare && self.unread.contains(start)));
+                .position(|start| !self.unread.contains(start))
+                .or_else(|| (!spare && !self.order.is_empty()).then_some(0));
             let Some(start) = next.and_then(|at| self.order.remove(at)) else {
                 break;
             };
@@ -224,26 +221,46 @@ impl State {
         fits || force
     }
 
-    /// Queues `request` (up to where held bytes begin; nothing if its
-    /// start is held) if its room can be reserved beside room for one
-    /// read's fetch, without evicting hinted bytes not read through;
-    /// whether it was dealt with.
-    fn queue_part(&mut self, request: Request, counters: &Counters) -> bool {
-        if self.cached(request.offset).is_some() || self.pending_at(request.offset) {
-            return true;
-        }
-        let mut end = request.offset + request.len;
-        if let Some(next) = self.next_start_after(request.offset) {
-            end = end.min(next);
-        }
-        let len = end - request.offset;
+    /// Queues what of `request` is not cached or on its way, piece by
+    /// piece, while each piece's room can be reserved beside room for one
+    /// read's fetch, without evicting hinted bytes not read through; the
+    /// rest when room ran out. A piece that could never fit beside a read
+    /// is left to reads.
+    fn queue_part(&mut self, request: Request, counters: &Counters) -> Option<Request> {
+        let end = request.offset + request.len;
         let cap = self.limit.saturating_sub(MIN_FETCH);
-        if !self.reserve(len, cap, Room::ForHint, counters) {
-            return false;
+        let mut pos = request.offset;
+        while pos < end {
+            if let Some(bytes) = self.cached(pos) {
+                pos += bytes.len() as u64;
+                continue;
+            }
+            if let Some(start) = self.pending_start(pos) {
+                pos = self.pending.get(&start).copied().unwrap_or(end);
+                continue;
+            }
+            let piece_end = self.next_start_after(pos).map_or(end, |next| next.min(end));
+            let len = piece_end - pos;
+            if len <= cap {
+                if !self.reserve(len, cap, Room::ForHint, counters) {
+                    let (offset, len) = (pos, end - pos);
+                    return Some(Request {
+                        offset,
+                        len,
+                        ..request
+                    });
+                }
+                self.pending.insert(pos, piece_end);
+                let (offset, len) = (pos, len);
+                self.queue.push_back(Request {
+                    offset,
+                    len,
+                    ..request
+                });
+            }
+            pos = piece_end;
         }
-        self.pending.insert(request.offset, end);
-        self.queue.push_back(Request { len, ..request });
-        true
+        None
     }
 
     /// Takes `range`, which a read fetches, out of the hinted parts
@@ -388,7 +405,14 @@ impl SharedObject {
             Arc::new(Shared {
                 len,
                 ranges,
-                policy: Mutex::new(Policy::new(config.limits(), len)),
+                // No window behind: the cache is every cursor's.
+                policy: Mutex::new(Policy::new(
+                    Limits {
+                        window_behind: 0,
+                        ..config.limits()
+                    },
+                    len,
+                )),
                 state: Mutex::new(State {
                     cache: BTreeMap::new(),
                     order: VecDeque::new(),
@@ -620,7 +644,8 @@ impl Shared {
         let mut state = self.state.lock();
         for request in plan {
             if request.readahead {
-                state.queue_part(request, &self.counters);
+                // What finds no room now is not asked for.
+                let _ = state.queue_part(request, &self.counters);
             } else if state.later.len() < MAX_HINT_PARTS {
                 state.later.push_back(request);
             }
@@ -631,11 +656,11 @@ impl Shared {
     /// Queues the hinted parts waiting for room, in order, while their
     /// room can be reserved, and starts pool jobs for them.
     fn pump(self: &Arc<Self>, mut state: MutexGuard<'_, State>) {
-        while let Some(&request) = state.later.front() {
-            if !state.queue_part(request, &self.counters) {
+        while let Some(request) = state.later.pop_front() {
+            if let Some(rest) = state.queue_part(request, &self.counters) {
+                state.later.push_front(rest);
                 break;
             }
-            state.later.pop_front();
         }
         self.start_workers(state);
     }

@@ -516,3 +516,81 @@ fn a_read_of_a_hint_still_waiting_for_room_fetches_it_and_it_is_not_asked_for_ag
         assert!(object.stats().peak_allocated <= 8 * MIB);
     });
 }
+
+/// Bytes the source was asked for, in all.
+fn fetched(source: &CountingSource<MemorySource>) -> u64 {
+    source.calls().iter().map(|c| c.len).sum()
+}
+
+#[test]
+fn a_hint_over_bytes_already_cached_fetches_the_rest_of_it() {
+    watchdog(WATCHDOG_SECS, || {
+        for cached in [0..10, MIB..MIB + 64 * KIB] {
+            let source = counted(8 * MIB);
+            let object = SharedObject::new(source.clone()).expect("object");
+            let first = object.bytes(cached.clone()).expect("bytes");
+            assert_eq!(first.len() as u64, cached.end - cached.start);
+            object.will_need(&[0..4 * MIB]).expect("hint");
+            // In the background, around what is cached, each byte once.
+            wait_until("the hint fetched", || fetched(&source) >= 4 * MIB);
+            let calls = source.call_count();
+            check(&object.bytes(0..4 * MIB).expect("bytes"), &(0..4 * MIB));
+            assert_eq!(source.call_count(), calls, "{:?}", source.calls());
+            assert_eq!(fetched(&source), 4 * MIB, "{:?}", source.calls());
+        }
+    });
+}
+
+#[test]
+fn a_hint_too_large_for_a_small_cache_never_holds_up_the_hints_after_it() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(8 * MIB);
+        let mut settings = PrefetchReader::builder();
+        // Parts of half the cache, more than fits beside a read's 64 KiB.
+        settings
+            .max_prefetch(100 * KIB)
+            .window_behind(0)
+            .min_part_size(64 * KIB)
+            .max_part_size(MIB);
+        let object = SharedObject::with_settings(source.clone(), &settings).expect("object");
+        object
+            .will_need(&[0..50 * KIB, 4 * MIB..4 * MIB + 10])
+            .expect("hint");
+        wait_until("the small hint fetched", || {
+            source
+                .calls()
+                .iter()
+                .any(|c| c.offset <= 4 * MIB && 4 * MIB < c.offset + c.len)
+        });
+        // The large one is left to the read.
+        check(&object.bytes(0..50 * KIB).expect("bytes"), &(0..50 * KIB));
+    });
+}
+
+#[test]
+fn a_read_needing_room_evicts_bytes_read_before_hinted_bytes_not_read() {
+    watchdog(WATCHDOG_SECS, || {
+        let source = counted(32 * MIB);
+        let mut settings = PrefetchReader::builder();
+        settings
+            .max_prefetch(MIB)
+            .window_behind(0)
+            .min_part_size(64 * KIB);
+        let object = SharedObject::with_settings(source.clone(), &settings).expect("object");
+        let hinted = 0..300 * KIB;
+        object
+            .will_need(std::slice::from_ref(&hinted))
+            .expect("hint");
+        wait_until("the hint fetched", || fetched(&source) >= 300 * KIB);
+        // Newer bytes, read through; then a read the cache cannot hold
+        // beside both.
+        let read = 8 * MIB..8 * MIB + 300 * KIB;
+        check(&object.bytes(read.clone()).expect("bytes"), &read);
+        let other = 16 * MIB..16 * MIB + 500 * KIB;
+        check(&object.bytes(other.clone()).expect("bytes"), &other);
+        let calls = source.call_count();
+        check(&object.bytes(hinted.clone()).expect("bytes"), &hinted);
+        assert_eq!(source.call_count(), calls, "{:?}", source.calls());
+        assert!(object.stats().peak_allocated <= MIB);
+    });
+}
