@@ -530,17 +530,18 @@ impl Policy {
         })
     }
 
-    /// `len` bytes from the frontier, cut where a hinted range begins past
-    /// `demand_end`: the hints fetch it, so read-ahead stops at its start.
-    /// What the reader waits for is never cut, and read-ahead from inside
-    /// a hinted range (the reader reads it anew, its parts gone) goes on.
+    /// `len` bytes from the frontier, cut where a hinted range ahead of the
+    /// reader begins past `demand_end`: the hints fetch it, so read-ahead
+    /// stops at its start. What the reader waits for is never cut, and
+    /// read-ahead of a reader inside a hinted range (reading it anew, its
+    /// parts gone) goes on.
     fn short_of_hints(&self, len: u64, demand_end: u64) -> u64 {
         let from = self.frontier.max(demand_end);
         let end = self.frontier + len;
         let at = self.hinted.partition_point(|r| r.end <= from);
         match self.hinted.get(at) {
-            Some(r) if self.frontier <= r.start && r.start < end => {
-                r.start.max(from) - self.frontier
+            Some(r) if self.reader.pos < r.start && r.start < end => {
+                (r.start.max(from) - self.frontier).min(len)
             }
             _ => len,
         }
