@@ -14,7 +14,7 @@ mod common;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::env::{env_lock, EnvVars};
 use common::process::{free_port, program_or_skip, ServerProcess};
@@ -85,12 +85,23 @@ impl Emulator {
                 .build()
                 .new_agent(),
         };
-        emulator
-            .agent
-            .post(format!("{}/storage/v1/b", emulator.endpoint()))
-            .header("Content-Type", "application/json")
-            .send(format!(r#"{{"name": "{BUCKET}"}}"#))
-            .expect("create the bucket");
+        // Its port may answer a moment before its API does.
+        let started = Instant::now();
+        loop {
+            let created = emulator
+                .agent
+                .post(format!("{}/storage/v1/b", emulator.endpoint()))
+                .header("Content-Type", "application/json")
+                .send(format!(r#"{{"name": "{BUCKET}"}}"#));
+            match created {
+                Ok(_) => break,
+                Err(err) if started.elapsed() < STARTUP => {
+                    eprintln!("creating the bucket: {err}; trying again");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(err) => panic!("create the bucket: {err}"),
+            }
+        }
         emulator
     }
 
