@@ -17,8 +17,10 @@ use super::metadata::parse_metadata;
 use super::{GcsSource, GCS_EMULATOR_HOST_ENV, GCS_TOKEN_ENV};
 use crate::error::{Error, Result};
 use crate::escape::escape_control;
-use crate::source::http::{is_identity_encoding, parse_u64, redact_url, HttpSource, VersionInUrl};
-use crate::source::{HttpSourceBuilder, RetryPolicy, MAX_TAIL};
+use crate::source::http::{
+    checked_tail, is_identity_encoding, parse_u64, redact_url, HttpSource, VersionInUrl,
+};
+use crate::source::{HttpSourceBuilder, RetryPolicy};
 
 /// The largest metadata response read. An object resource is a few KiB at
 /// most (custom metadata is capped at 8 KiB); anything far larger is not
@@ -156,7 +158,7 @@ impl GcsSourceBuilder {
     /// without `Content-Length`) is given up on, its body unread, and the
     /// open asks for the metadata as without a tail: two requests.
     ///
-    /// Off by default; `n` is 1 byte to [`MAX_TAIL`] (64 MiB), checked at
+    /// Off by default; `n` is 1 byte to [`MAX_TAIL`](crate::MAX_TAIL) (64 MiB), checked at
     /// open. [`DEFAULT_TAIL`](crate::DEFAULT_TAIL) (64 KiB) holds most
     /// footers.
     ///
@@ -181,7 +183,7 @@ impl GcsSourceBuilder {
     /// `STORAGE_EMULATOR_HOST`), header, token or [`tail`](Self::tail)
     /// that cannot be used, and those of [`GcsSource::open`].
     pub fn open(&self, location: &str) -> Result<GcsSource> {
-        let tail = self.checked_tail()?;
+        let tail = checked_tail(self.tail)?;
         let name = parse_gs_location(location)?;
         let emulator = std::env::var(GCS_EMULATOR_HOST_ENV).ok();
         let (endpoint, origin) = resolve_endpoint(self.endpoint.as_deref(), emulator.as_deref())?;
@@ -238,18 +240,6 @@ impl GcsSourceBuilder {
             md5_hash: opened.md5_hash,
             etag: opened.etag,
         })
-    }
-
-    /// The tail to ask for at open, if within bounds (those of
-    /// [`HttpSourceBuilder::tail`]).
-    fn checked_tail(&self) -> Result<Option<u64>> {
-        match self.tail {
-            Some(n) if n == 0 || n > MAX_TAIL => Err(Error::InvalidConfig {
-                setting: "tail",
-                reason: format!("must be 1 byte to {MAX_TAIL} bytes, not {n}"),
-            }),
-            tail => Ok(tail),
-        }
     }
 }
 /// Asks for the metadata (the source points at its URL), then points the
@@ -413,6 +403,7 @@ impl fmt::Debug for GcsSourceBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::MAX_TAIL;
 
     #[test]
     fn debug_output_hides_the_token() {

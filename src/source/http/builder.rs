@@ -169,13 +169,7 @@ impl HttpSourceBuilder {
 
     /// The tail to ask for at open, if within bounds.
     fn checked_tail(&self) -> Result<Option<u64>> {
-        match self.tail {
-            Some(n) if n == 0 || n > MAX_TAIL => Err(Error::InvalidConfig {
-                setting: "tail",
-                reason: format!("must be 1 byte to {MAX_TAIL} bytes, not {n}"),
-            }),
-            tail => Ok(tail),
-        }
+        checked_tail(self.tail)
     }
 
     fn prepare_target(
@@ -254,6 +248,18 @@ impl HttpSourceBuilder {
             tail: None,
             received_at_open: 0,
         })
+    }
+}
+
+/// `tail`, if within the bounds of [`HttpSourceBuilder::tail`]: 1 byte to
+/// [`MAX_TAIL`].
+pub(crate) fn checked_tail(tail: Option<u64>) -> Result<Option<u64>> {
+    match tail {
+        Some(n) if n == 0 || n > MAX_TAIL => Err(Error::InvalidConfig {
+            setting: "tail",
+            reason: format!("must be 1 byte to {MAX_TAIL} bytes, not {n}"),
+        }),
+        tail => Ok(tail),
     }
 }
 

@@ -51,6 +51,7 @@ mod url;
 mod whole;
 
 pub(crate) use crate::redact::redact_url;
+pub(crate) use builder::checked_tail;
 pub use builder::HttpSourceBuilder;
 pub(crate) use response::{is_identity_encoding, parse_u64};
 pub use retry::{
@@ -457,8 +458,8 @@ impl HttpSource {
     fn learn_metadata(&self, probe_ranges: bool, tail: Option<u64>) -> Result<Metadata> {
         let ctx = FetchContext::new();
         let mut meta = self.learn_metadata_with(probe_ranges, tail, &ctx)?;
-        let kept = meta.tail.as_ref().map_or(0, tail::Tail::len);
-        meta.received = ctx.bytes_received().max(kept);
+        // The kept tail's bytes included: they came through `ctx` too.
+        meta.received = ctx.bytes_received();
         Ok(meta)
     }
 

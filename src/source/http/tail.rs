@@ -94,11 +94,8 @@ impl HttpSource {
         let learned =
             self.with_retries(&ctx, || self.learn_with_tail_seeing(&agent, n, &ctx, &see));
         let learned = learned?;
-        let kept = learned
-            .as_ref()
-            .and_then(|(meta, _)| meta.tail.as_ref())
-            .map_or(0, Tail::len);
-        self.received_at_open = ctx.bytes_received().max(kept);
+        // The kept tail's bytes included: they came through `ctx` too.
+        self.received_at_open = ctx.bytes_received();
         Ok(learned.map(|(meta, seen)| (LearnedTail { meta }, seen)))
     }
 
@@ -120,7 +117,6 @@ impl HttpSource {
         self.open_at_version(url, meta.len, version)?;
         self.stream = meta.stream;
         self.tail = meta.tail;
-        self.received_at_open = self.received_at_open.max(meta.received);
         Ok(())
     }
 
