@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{build, counted, settled, wait_for_waiters, watchdog, KIB, MIB};
+use common::{build, bytes_asked, counted, inside, settled, wait_for_waiters, watchdog, KIB, MIB};
 use prefetch_reader::testing::{pattern, BlockingSource, Call, CountingSource, TestServer};
 use prefetch_reader::{Error, HttpSource, MemorySource, PrefetchReader};
 
@@ -102,7 +102,7 @@ fn a_hint_larger_than_a_part_is_split_into_parallel_parts_within_the_budget() {
         reader.will_need(&[0..len]).expect("hints");
         reader.wait_until_quiet().expect("quiet");
         let calls = source.calls();
-        let hinted: u64 = calls.iter().map(|c| c.len).sum();
+        let hinted: u64 = bytes_asked(&calls);
         assert!(calls.len() > 1, "{calls:?}");
         assert!(calls.iter().all(|c| c.len <= 4 * MIB), "{calls:?}");
         // The budget less the window behind and room for a demand read.
@@ -112,7 +112,7 @@ fn a_hint_larger_than_a_part_is_split_into_parallel_parts_within_the_budget() {
         read_range(&mut reader, 0..len);
         reader.wait_until_quiet().expect("quiet");
         let calls = source.calls();
-        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), len, "{calls:?}");
+        assert_eq!(bytes_asked(&calls), len, "{calls:?}");
         assert!(calls.iter().all(|c| c.len <= 4 * MIB), "{calls:?}");
         assert!(reader.stats().peak_allocated <= 32 * MIB);
     });
@@ -379,7 +379,7 @@ fn hints_beyond_the_budget_are_fetched_as_earlier_ones_are_read_through() {
         let ranges = ranges_beyond_an_8_mib_budget();
         reader.will_need(&ranges).expect("hints");
         reader.wait_until_quiet().expect("quiet");
-        let early: u64 = source.calls().iter().map(|c| c.len).sum();
+        let early: u64 = bytes_asked(&source.calls());
         assert!(
             early > 0 && early <= 8 * MIB,
             "{early} bytes before any read"
@@ -390,13 +390,8 @@ fn hints_beyond_the_budget_are_fetched_as_earlier_ones_are_read_through() {
         reader.wait_until_quiet().expect("quiet");
         // Every hinted byte fetched once, by hinted requests alone.
         let calls = source.calls();
-        assert!(
-            calls.iter().all(|c| ranges
-                .iter()
-                .any(|r| r.start <= c.offset && c.offset + c.len <= r.end)),
-            "{calls:?}"
-        );
-        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), 18 * MIB);
+        assert!(inside(&calls, &ranges), "{calls:?}");
+        assert_eq!(bytes_asked(&calls), 18 * MIB);
         let handle = reader.stats_handle();
         drop(reader);
         let stats = settled(&handle);
@@ -427,7 +422,7 @@ fn a_read_of_a_hint_the_budget_did_not_hold_yet_is_fetched_next_within_the_budge
         assert!(stats.peak_allocated <= 8 * MIB, "{}", stats.peak_allocated);
         // Parts dropped to make room are fetched again, at most what the
         // budget held each time a read found no room.
-        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        let fetched: u64 = bytes_asked(&source.calls());
         assert!(fetched <= 18 * MIB + 6 * 8 * MIB, "{fetched} bytes fetched");
     });
 }
@@ -446,13 +441,8 @@ fn hints_under_a_budget_too_small_for_a_part_beside_a_read_are_still_served_once
         }
         reader.wait_until_quiet().expect("quiet");
         let calls = source.calls();
-        assert!(
-            calls
-                .iter()
-                .all(|c| 2 * MIB <= c.offset && c.offset + c.len <= 6 * MIB),
-            "{calls:?}"
-        );
-        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), 4 * MIB);
+        assert!(inside(&calls, &[2 * MIB..6 * MIB]), "{calls:?}");
+        assert_eq!(bytes_asked(&calls), 4 * MIB);
         assert!(reader.stats().peak_allocated <= MIB);
     });
 }
@@ -568,10 +558,10 @@ fn hints_are_fetched_in_the_background_under_a_budget_smaller_than_a_part() {
         let mut reader = build(&builder, source.clone());
         reader.will_need(&[0..8 * MIB]).expect("hints");
         reader.wait_until_quiet().expect("quiet");
-        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        let fetched: u64 = bytes_asked(&source.calls());
         assert_eq!(fetched, 8 * MIB, "{:?}", source.calls());
         read_range(&mut reader, 0..8 * MIB);
-        assert_eq!(source.calls().iter().map(|c| c.len).sum::<u64>(), 8 * MIB);
+        assert_eq!(bytes_asked(&source.calls()), 8 * MIB);
     });
 }
 

@@ -14,7 +14,10 @@ use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{counted, wait_for_waiters, wait_until, wait_until_within, watchdog, KIB, MIB};
+use common::{
+    bytes_asked, counted, inside, wait_for_waiters, wait_until, wait_until_within, watchdog, KIB,
+    MIB,
+};
 use prefetch_reader::testing::{
     pattern, BlockingSource, CountingSource, FailingSource, SimulatedLink,
 };
@@ -88,7 +91,7 @@ fn cursors_on_threads_of_their_own_read_the_object_exactly_and_fetch_each_byte_o
         let stats = object.stats();
         assert_eq!(stats.bytes_fetched, len, "each byte once");
         assert_eq!(stats.bytes_delivered, 4 * len);
-        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        let fetched: u64 = bytes_asked(&source.calls());
         assert_eq!(fetched, len);
     });
 }
@@ -151,7 +154,7 @@ fn a_cursor_reading_in_order_fetches_ahead_at_most_twice_what_it_read() {
             let stats = object.stats();
             stats.bytes_fetched >= stats.allocated
         });
-        let fetched: u64 = source.calls().iter().map(|c| c.len).sum();
+        let fetched: u64 = bytes_asked(&source.calls());
         assert!(fetched > 4 * MIB, "it read ahead: {fetched}");
         assert!(
             fetched <= 3 * 4 * MIB + 64 * KIB,
@@ -476,13 +479,8 @@ fn hints_beyond_the_cache_wait_for_room_and_are_fetched_once_as_earlier_ones_are
         // Every hinted byte once, by hinted requests alone: none evicted
         // an earlier hint before it was read.
         let calls = source.calls();
-        assert!(
-            calls.iter().all(|c| ranges
-                .iter()
-                .any(|r| r.start <= c.offset && c.offset + c.len <= r.end)),
-            "{calls:?}"
-        );
-        assert_eq!(calls.iter().map(|c| c.len).sum::<u64>(), 18 * MIB);
+        assert!(inside(&calls, &ranges), "{calls:?}");
+        assert_eq!(bytes_asked(&calls), 18 * MIB);
         // As the hints' parts (a read would fetch its 3 MiB at once).
         assert!(calls.iter().all(|c| c.len <= MIB), "{calls:?}");
         assert!(object.stats().peak_allocated <= 8 * MIB);
@@ -517,11 +515,6 @@ fn a_read_of_a_hint_still_waiting_for_room_fetches_it_and_it_is_not_asked_for_ag
     });
 }
 
-/// Bytes the source was asked for, in all.
-fn fetched(source: &CountingSource<MemorySource>) -> u64 {
-    source.calls().iter().map(|c| c.len).sum()
-}
-
 #[test]
 fn a_hint_over_bytes_already_cached_fetches_the_rest_of_it() {
     watchdog(WATCHDOG_SECS, || {
@@ -532,11 +525,18 @@ fn a_hint_over_bytes_already_cached_fetches_the_rest_of_it() {
             assert_eq!(first.len() as u64, cached.end - cached.start);
             object.will_need(&[0..4 * MIB]).expect("hint");
             // In the background, around what is cached, each byte once.
-            wait_until("the hint fetched", || fetched(&source) >= 4 * MIB);
+            wait_until("the hint fetched", || {
+                bytes_asked(&source.calls()) >= 4 * MIB
+            });
             let calls = source.call_count();
             check(&object.bytes(0..4 * MIB).expect("bytes"), &(0..4 * MIB));
             assert_eq!(source.call_count(), calls, "{:?}", source.calls());
-            assert_eq!(fetched(&source), 4 * MIB, "{:?}", source.calls());
+            assert_eq!(
+                bytes_asked(&source.calls()),
+                4 * MIB,
+                "{:?}",
+                source.calls()
+            );
         }
     });
 }
@@ -581,7 +581,9 @@ fn a_read_needing_room_evicts_bytes_read_before_hinted_bytes_not_read() {
         object
             .will_need(std::slice::from_ref(&hinted))
             .expect("hint");
-        wait_until("the hint fetched", || fetched(&source) >= 300 * KIB);
+        wait_until("the hint fetched", || {
+            bytes_asked(&source.calls()) >= 300 * KIB
+        });
         // Newer bytes, read through; then a read the cache cannot hold
         // beside both.
         let read = 8 * MIB..8 * MIB + 300 * KIB;

@@ -25,6 +25,22 @@ use prefetch_reader::{
 pub const KIB: u64 = 1 << 10;
 pub const MIB: u64 = 1 << 20;
 
+/// Bytes `calls` asked for, in all.
+#[cfg(feature = "testing")]
+pub fn bytes_asked(calls: &[prefetch_reader::testing::Call]) -> u64 {
+    calls.iter().map(|c| c.len).sum()
+}
+
+/// Whether each of `calls` lies inside one of `ranges`.
+#[cfg(feature = "testing")]
+pub fn inside(calls: &[prefetch_reader::testing::Call], ranges: &[std::ops::Range<u64>]) -> bool {
+    calls.iter().all(|c| {
+        ranges
+            .iter()
+            .any(|r| r.start <= c.offset && c.offset + c.len <= r.end)
+    })
+}
+
 /// `len` bytes of the test pattern in memory, each call to it counted.
 #[cfg(feature = "testing")]
 pub fn counted(
