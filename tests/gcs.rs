@@ -332,6 +332,20 @@ mod json_api {
         builder(server).open(&format!("gs://{BUCKET}/{name}"))
     }
 
+    /// The server's first 404 answered a request for `generation`.
+    fn assert_404_asked_for(server: &TestServer, generation: u64) {
+        let failed = server
+            .requests()
+            .into_iter()
+            .find(|r| r.status == 404)
+            .expect("a 404");
+        assert!(
+            failed.path.ends_with(&format!("generation={generation}")),
+            "{}",
+            failed.path
+        );
+    }
+
     fn is_metadata(request: &RequestRecord) -> bool {
         request.path.starts_with("/storage/v1/")
     }
@@ -405,12 +419,7 @@ mod json_api {
                 "{message}"
             );
             // The request that failed asked for the old generation.
-            let failed = server
-                .requests()
-                .into_iter()
-                .find(|r| r.status == 404)
-                .expect("a 404");
-            assert!(failed.path.ends_with(&format!("generation={first}")));
+            assert_404_asked_for(&server, first);
         });
     }
 
@@ -716,12 +725,7 @@ mod json_api {
                 err.to_string().contains(&format!("generation {first}")),
                 "{err}"
             );
-            let failed = server
-                .requests()
-                .into_iter()
-                .find(|r| r.status == 404)
-                .expect("a 404");
-            assert!(failed.path.ends_with(&format!("generation={first}")));
+            assert_404_asked_for(&server, first);
         });
     }
 

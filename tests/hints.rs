@@ -482,6 +482,14 @@ fn reading_in_order_into_a_hint_and_past_it_fetches_each_byte_once() {
             spans.windows(2).all(|w| w[0].1 <= w[1].0),
             "bytes fetched twice: {spans:?}"
         );
+        // The hint's bytes, by its own request alone.
+        let in_hint: Vec<Call> = calls
+            .iter()
+            .filter(|c| c.offset < hint.end && hint.start < c.offset + c.len)
+            .cloned()
+            .collect();
+        assert!(inside(&in_hint, std::slice::from_ref(&hint)), "{calls:?}");
+        assert_eq!(bytes_asked(&in_hint), hint.end - hint.start, "{calls:?}");
         assert!(stats.bytes_fetched >= to - from);
     });
 }
