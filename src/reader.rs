@@ -159,7 +159,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         // Hinted parts are few (the plan fits in the budget).
         let (hinted_tx, hinted) = crossbeam_channel::unbounded();
         let producer = Producer {
-            spares: Arc::default(),
+            admission: Arc::default(),
             source: source.clone(),
             pool: pool.clone(),
             counters: counters.clone(),

@@ -51,11 +51,17 @@ pub struct Stats {
     pub hard_seeks: u64,
     /// Time the caller spent blocked waiting for data.
     pub wait_time: Duration,
-    /// Bytes allocated for blocks right now (in flight, queued, buffered
-    /// and the window behind the reader).
+    /// Bytes held for blocks right now: those that arrived and are not
+    /// freed yet (queued, buffered, being read) and the window behind the
+    /// reader. A request's bytes count as they arrive, not when it is
+    /// made.
     pub allocated: u64,
-    /// The most bytes ever allocated for blocks at once.
+    /// The most bytes ever held for blocks at once.
     pub peak_allocated: u64,
+    /// Fetch requests started and not yet ended, abandoned ones included:
+    /// once a dropped reader's handle shows 0 here and in `allocated`,
+    /// every byte it fetched is counted.
+    pub requests_in_flight: u64,
     /// Whether the source reads the object as one stream front to back
     /// because its server ignores byte ranges
     /// ([`RangeSource::supports_ranges`](crate::RangeSource::supports_ranges)
@@ -103,6 +109,7 @@ pub(crate) struct Counters {
     pub(crate) wait_nanos: AtomicU64,
     pub(crate) allocated: AtomicU64,
     pub(crate) peak_allocated: AtomicU64,
+    pub(crate) requests_in_flight: AtomicU64,
     /// The part of `allocated` charged for the window behind the reader:
     /// the producer keeps room for that window whether it is charged yet
     /// or not, so blocks and window together stay within the budget.
@@ -143,6 +150,7 @@ impl Counters {
             wait_time: Duration::from_nanos(self.wait_nanos.load(Relaxed)),
             allocated: self.allocated.load(Relaxed),
             peak_allocated: self.peak_allocated.load(Relaxed),
+            requests_in_flight: self.requests_in_flight.load(Relaxed),
             single_stream: self.single_stream.load(Relaxed),
         }
     }

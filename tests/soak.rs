@@ -115,16 +115,20 @@ fn thousands_of_readers_end_and_release_all_their_memory() {
     });
     let (handles, gates) = results;
     assert_eq!(handles.len(), READERS * WORKERS);
-    let stuck: u64 = handles.iter().map(|h| h.get().allocated).sum();
-    assert!(stuck > 0, "stuck requests hold their blocks until released");
+    let stuck: u64 = handles.iter().map(|h| h.get().requests_in_flight).sum();
+    assert!(stuck > 0, "stuck requests stay in flight until released");
     for gate in &gates {
         gate.open();
     }
     // Abandoned requests end once their sources answer; their memory goes
     // with them.
     let allocated = watchdog(60, move || loop {
-        let allocated: u64 = handles.iter().map(|h| h.get().allocated).sum();
-        if allocated == 0 {
+        let left: u64 = handles
+            .iter()
+            .map(|h| h.get())
+            .map(|s| s.allocated + s.requests_in_flight)
+            .sum();
+        if left == 0 {
             break handles;
         }
         thread::sleep(Duration::from_millis(10));

@@ -3,25 +3,27 @@
 //! counted.
 
 use std::fmt;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 
+use super::admission::Admission;
 use super::part_buffer::PartBuffer;
 use super::producer::Event;
 use crate::error::{Error, Result};
 use crate::source::PartSink;
 use crate::stats::Counters;
 
-/// Bytes counted as allocated for blocks until dropped. Made by the producer
-/// before a request is started (memory is accounted at allocation, not at
-/// completion), so abandoned requests count until their jobs end.
+/// Bytes counted as allocated for blocks until dropped. A part's charge
+/// starts at nothing and grows as its bytes arrive
+/// ([`Admission`](super::admission::Admission)); the window behind's is
+/// taken whole.
 pub(crate) struct Charge {
-    bytes: u64,
+    bytes: AtomicU64,
     counters: Arc<Counters>,
     /// Told when the bytes are freed: the producer may be waiting for room.
     events: Option<Sender<Event>>,
@@ -37,7 +39,7 @@ impl Charge {
     ) -> Charge {
         counters.allocate(bytes);
         Charge {
-            bytes,
+            bytes: AtomicU64::new(bytes),
             counters,
             events,
             behind: false,
@@ -50,19 +52,32 @@ impl Charge {
         Counters::add(&counters.behind, bytes);
         counters.allocate(bytes);
         Charge {
-            bytes,
+            bytes: AtomicU64::new(bytes),
             counters,
             events: None,
             behind: true,
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes.load(Relaxed)
     }
 
-    /// Tells the producer that room may have been made.
-    fn notify(&self) {
+    /// Charges `n` bytes more.
+    pub(crate) fn grow(&self, n: u64) {
+        self.bytes.fetch_add(n, Relaxed);
+        self.counters.allocate(n);
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        let bytes = *self.bytes.get_mut();
+        if self.behind {
+            self.counters.behind.fetch_sub(bytes, Relaxed);
+        }
+        self.counters.free(bytes);
         if let Some(events) = &self.events {
             // The producer may have ended; then nobody waits for room.
             let _ = events.send(Event::Freed);
@@ -70,99 +85,31 @@ impl Charge {
     }
 }
 
-impl Drop for Charge {
-    fn drop(&mut self) {
-        if self.behind {
-            self.counters.behind.fetch_sub(self.bytes, Relaxed);
-        }
-        self.counters.free(self.bytes);
-        self.notify();
-    }
-}
-
-/// Buffers kept for reuse: at most this many. Enough to cover the blocks
-/// a reader retires between two decisions of the producer.
-const SPARE_BUFFERS: usize = 4;
-
-/// Buffers of dropped blocks, kept (and still charged) for the producer's
-/// next requests: steady reading then reuses buffers instead of allocating,
-/// zeroing and faulting in fresh ones. The producer counts them as free
-/// room, and frees them when it needs that room for a buffer of another
-/// size.
-#[derive(Default)]
-pub(crate) struct Spares {
-    buffers: Mutex<Vec<(PartBuffer, Charge)>>,
-}
-
-impl Spares {
-    /// Keeps `bytes` for reuse; when full, frees the smallest buffer.
-    fn put(&self, bytes: PartBuffer, charge: Charge) {
-        let mut buffers = self.buffers.lock();
-        charge.notify();
-        buffers.push((bytes, charge));
-        if buffers.len() > SPARE_BUFFERS {
-            if let Some(smallest) = (0..buffers.len()).min_by_key(|&i| buffers[i].0.capacity()) {
-                buffers.swap_remove(smallest);
-            }
-        }
-    }
-
-    /// Bytes charged for the spare buffers.
-    pub(crate) fn charged(&self) -> u64 {
-        self.buffers.lock().iter().map(|(_, c)| c.bytes()).sum()
-    }
-
-    /// A buffer for a block of `len` bytes whose charge, with the others'
-    /// `allocated` bytes, stays within `limit`: with `reuse`, a spare of
-    /// about that size when one fits, else `None` (the caller charges a
-    /// new one). Spares are freed while they would keep the total over
-    /// `limit`.
-    pub(crate) fn take(
-        &self,
-        len: u64,
-        allocated: &dyn Fn() -> u64,
-        limit: u64,
-        reuse: bool,
-    ) -> Option<(PartBuffer, Charge)> {
-        let mut buffers = self.buffers.lock();
-        // About the size: steady parts are all alike; a bigger buffer for a
-        // small block would hold memory the policy did not count.
-        let fits = |capacity: u64| capacity >= len && capacity <= len + len / 8;
-        let found = (0..buffers.len())
-            .find(|&i| fits(buffers[i].0.capacity() as u64))
-            .filter(|_| reuse);
-        let taken = found.map(|i| buffers.swap_remove(i));
-        let needed = taken.as_ref().map_or(len, |_| 0);
-        while allocated() + needed > limit && buffers.pop().is_some() {}
-        match taken {
-            Some(taken) if allocated() <= limit => Some(taken),
-            // Only possible when the buffer is larger than the block: the
-            // caller allocates one of the right size instead.
-            _ => None,
-        }
-    }
-}
-
 /// One part's buffer, shared by the fetch job that fills it and the reader,
-/// which uses its committed bytes while the rest arrive. Charged until
-/// dropped; then its buffer goes to the [`Spares`], and the bytes of it
-/// never handed to the caller count as wasted, wherever it is dropped (by
-/// the reader, in a channel, or by a job whose part nobody wants any more).
+/// which uses its committed bytes while the rest arrive. Its committed
+/// bytes are charged until it is dropped; then the bytes of it never
+/// handed to the caller count as wasted, wherever it is dropped (by the
+/// reader, in a channel, or by a job whose part nobody wants any more).
 pub(crate) struct Part {
     /// The buffer's first byte: bytes before `filled` are read through it
     /// by the reader, bytes after are written through it by the job's
     /// [`PartSink`], and the buffer itself is not touched while shared.
     start: *mut u8,
     len: usize,
-    buffer: Option<PartBuffer>,
+    /// Freed before the charge, so the producer told of the room finds
+    /// the memory gone.
+    _buffer: Option<PartBuffer>,
     /// Bytes committed: written once, final, readable.
     filled: AtomicUsize,
     /// Bytes of it handed to the caller, added as the reader's views go.
     delivered: AtomicUsize,
     state: Mutex<PartState>,
     changed: Condvar,
-    charge: Option<Charge>,
-    spares: Arc<Spares>,
+    /// The committed bytes' charge, grown as they are admitted.
+    charge: Charge,
+    admission: Arc<Admission>,
+    /// The flag of the epoch (or hints) it was requested for.
+    cancel: Arc<AtomicBool>,
     counters: Arc<Counters>,
 }
 
@@ -193,13 +140,15 @@ pub(crate) enum Waited {
 }
 
 impl Part {
-    /// A part of `len` bytes in `buffer` (at least `len` long), to be
-    /// filled by the returned writer; a buffer that could not be made
-    /// gives a part that failed with that error.
+    /// A part whose bytes live in `buffer`, to be filled by the returned
+    /// writer, its bytes charged to `charge` (empty) as `admission` takes
+    /// them, until `cancel` is set; a buffer that could not be made gives
+    /// a part that failed with that error.
     pub(crate) fn new(
         buffer: Result<PartBuffer>,
         charge: Charge,
-        spares: Arc<Spares>,
+        admission: Arc<Admission>,
+        cancel: Arc<AtomicBool>,
         counters: Arc<Counters>,
     ) -> (Arc<Part>, PartWriter) {
         let (mut buffer, state) = match buffer {
@@ -216,13 +165,14 @@ impl Part {
         let part = Arc::new(Part {
             start,
             len,
-            buffer,
+            _buffer: buffer,
             filled: AtomicUsize::new(0),
             delivered: AtomicUsize::new(0),
             state: Mutex::new(state),
             changed: Condvar::new(),
-            charge: Some(charge),
-            spares,
+            charge,
+            admission,
+            cancel,
             counters,
         });
         let writer = PartWriter { part: part.clone() };
@@ -268,12 +218,27 @@ impl Part {
         }
     }
 
-    fn publish(&self, filled: usize) {
-        self.filled.store(filled, Release);
-        // Under the lock: a reader checks `filled` under it before it
-        // sleeps, so it cannot miss this.
-        let _state = self.state.lock();
-        self.changed.notify_all();
+    /// The bytes not yet arrived, as far as the last commit said.
+    pub(crate) fn unarrived(&self) -> u64 {
+        (self.len - self.filled.load(Acquire)) as u64
+    }
+
+    /// Takes the bytes committed up to `filled`: charges them and hands
+    /// them to the reader, unless the part's read was abandoned.
+    fn commit(&self, filled: usize) -> bool {
+        let grown = filled - self.filled.load(Relaxed);
+        let admitted = self
+            .admission
+            .admit(&self.cancel, &self.charge, grown as u64, || {
+                self.filled.store(filled, Release);
+            });
+        if admitted {
+            // Under the lock: a reader checks `filled` under it before it
+            // sleeps, so it cannot miss this.
+            let _state = self.state.lock();
+            self.changed.notify_all();
+        }
+        admitted
     }
 
     fn finish(&self, result: Result<()>) {
@@ -291,9 +256,6 @@ impl Drop for Part {
         let filled = *self.filled.get_mut();
         let unread = filled.saturating_sub(*self.delivered.get_mut()) as u64;
         Counters::add(&self.counters.bytes_wasted, unread);
-        if let (Some(bytes), Some(charge)) = (self.buffer.take(), self.charge.take()) {
-            self.spares.put(bytes, charge);
-        }
     }
 }
 
@@ -330,11 +292,11 @@ impl PartWriter {
             // No buffer could be made.
             return false;
         }
-        let publish = |filled: usize| part.publish(filled);
+        let commit = |filled: usize| part.commit(filled);
         // SAFETY: the buffer lives as long as the part, which this writer
         // keeps alive; this writer is the part's only one, made once, and
         // readers read only the bytes the sink committed.
-        let mut sink = unsafe { PartSink::from_raw(part.start, part.len, &publish) };
+        let mut sink = unsafe { PartSink::from_raw(part.start, part.len, &commit) };
         let result = fill(&mut sink).and_then(|()| {
             // The part's own count: a source may have put another sink in
             // this one's place.
@@ -471,10 +433,11 @@ mod tests {
 
     fn part(len: usize) -> (Arc<Part>, PartWriter, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
-        let charge = Charge::new(len as u64, counters.clone(), None);
+        let charge = Charge::new(0, counters.clone(), None);
         let (part, writer) = Part::new(
             PartBuffer::new(len).map_err(|err| Error::io("buffer", err)),
             charge,
+            Arc::default(),
             Arc::default(),
             counters.clone(),
         );
@@ -492,24 +455,6 @@ mod tests {
         );
         assert!(filled);
         (BlockData::new(part), counters)
-    }
-
-    #[test]
-    fn spares_make_room_for_a_new_buffer_when_none_is_reused() {
-        let counters = Arc::new(Counters::default());
-        let spares = Spares::default();
-        for _ in 0..3 {
-            let buffer = PartBuffer::new(1000).expect("buffer");
-            spares.put(buffer, Charge::new(1000, counters.clone(), None));
-        }
-        let allocated = || counters.allocated.load(Relaxed);
-        assert_eq!(allocated(), 3000);
-        // Not reused: the spares give way for the new charge to fit.
-        assert!(spares.take(1000, &allocated, 2500, false).is_none());
-        assert!(allocated() + 1000 <= 2500, "{} allocated", allocated());
-        // Reused: one of about the size comes back, still charged.
-        let (buffer, charge) = spares.take(900, &allocated, 2500, true).expect("a spare");
-        assert_eq!((buffer.capacity(), charge.bytes()), (1000, 1000));
     }
 
     #[test]
@@ -547,6 +492,42 @@ mod tests {
         data.delivered(0, 100);
         drop(data);
         assert_eq!(counters.snapshot().bytes_wasted, 200);
+    }
+
+    #[test]
+    fn a_parts_charge_follows_its_commits_and_stops_when_its_read_is_abandoned() {
+        let counters = Arc::new(Counters::default());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (part, writer) = Part::new(
+            PartBuffer::new(300).map_err(|err| Error::io("buffer", err)),
+            Charge::new(0, counters.clone(), None),
+            Arc::default(),
+            cancel.clone(),
+            counters.clone(),
+        );
+        assert_eq!(counters.snapshot().allocated, 0);
+        let filled = writer.fill(
+            |sink| {
+                sink.unfilled()[..100].fill(1);
+                sink.commit(100);
+                assert_eq!(counters.snapshot().allocated, 100);
+                cancel.store(true, Relaxed);
+                sink.unfilled()[..100].fill(2);
+                sink.commit(100);
+                assert_eq!(
+                    sink.filled(),
+                    100,
+                    "a commit after the abandonment is refused"
+                );
+                Err(Error::Cancelled)
+            },
+            |_| Error::Cancelled,
+        );
+        assert!(!filled);
+        assert_eq!(part.bytes(), [1; 100]);
+        assert_eq!(counters.snapshot().allocated, 100);
+        drop(part);
+        assert_eq!(counters.snapshot().allocated, 0);
     }
 
     #[test]

@@ -7,16 +7,21 @@
 //! memory freed anywhere wakes it too, so the producer sleeps on one
 //! `recv()` and never polls.
 //!
-//! For each request the [`policy`] allows, the producer charges the block's
-//! bytes (memory is accounted when it is reserved, not when it arrives),
-//! takes a buffer for it, spawns a fetch job on the I/O pool, and sends the
-//! reader a [`block`] naming the part the job fills. Blocks go through a
-//! bounded channel in the order they were issued, so the reader gets bytes
-//! in order whatever order the jobs complete in; a block is one range
-//! request, and consecutive blocks are fetched in parallel and read in place
-//! (never joined into a bigger buffer). Buffers of dropped blocks are kept,
-//! still counted, for the next requests, so steady reading reuses memory
-//! instead of allocating and faulting in fresh buffers.
+//! For each request the [`policy`] allows, the producer takes a fresh
+//! buffer for it, spawns a fetch job on the I/O pool, and sends the reader
+//! a [`block`] naming the part the job fills. Blocks go through a bounded
+//! channel in the order they were issued, so the reader gets bytes in
+//! order whatever order the jobs complete in; a block is one range
+//! request, and consecutive blocks are fetched in parallel and read in
+//! place (never joined into a bigger buffer).
+//!
+//! Memory is charged as bytes arrive ([`admission`]), not when a request
+//! is made: a buffer is an anonymous map whose pages the kernel provides
+//! as they are first written, and each commit charges its bytes. The
+//! producer makes a request only while what is charged plus what is still
+//! to arrive of every request in flight fits in the budget, so the bytes
+//! buffered never pass it; a stalled reader holds at most that, and a
+//! request in flight costs nothing until its bytes come.
 //!
 //! How bytes travel: the job calls the source's
 //! [`read_streaming`](crate::RangeSource::read_streaming) with a
@@ -31,12 +36,13 @@
 //! request, whatever the part's size. Committed bytes are never written
 //! again, and the bytes after them belong to the job alone. A part whose
 //! sink is not full when the source returns is `Truncated`, never bytes
-//! left over from the buffer's last use.
+//! the source did not commit.
 //!
 //! A hard seek, an error or close ends an *epoch*: the reader sets the
 //! epoch's cancel flag (which fetch jobs check between body chunks), drops
 //! the epoch's blocks unread, and the next read starts a new epoch. Nothing
-//! waits for abandoned jobs; their memory stays charged until they end.
+//! waits for abandoned jobs: their commits are refused from then on, and
+//! what they had charged stays so until they end.
 //!
 //! Fetch jobs run on the caller's rayon pool (`ReaderBuilder::io_pool`)
 //! or on the shared I/O pools ([`io_pool`]), kept apart from rayon's
@@ -48,6 +54,7 @@
 //! pools grow (within a cap) rather than let such stuck work starve other
 //! readers.
 
+pub(crate) mod admission;
 pub(crate) mod block;
 pub(crate) mod hints;
 pub(crate) mod io_pool;

@@ -6,13 +6,14 @@ use std::collections::VecDeque;
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
-use super::block::{Block, Charge, HintedPart, Part, PartWriter, Spares};
+use super::admission::Admission;
+use super::block::{Block, Charge, HintedPart, Part, PartWriter};
 use super::hints::HintPlan;
 use super::io_pool::IoPool;
 use super::part_buffer::PartBuffer;
@@ -47,8 +48,9 @@ pub(crate) enum Event {
     NeedHint { generation: u64, offset: u64 },
     /// The reader took a block: the channel has room.
     Taken,
-    /// A fetch job ended: of this epoch, or (`None`) of a hint.
+    /// Fetch job `job` ended: of this epoch, or (`None`) of a hint.
     Done {
+        job: u64,
         epoch: Option<u64>,
         request: Request,
         ttfb: Option<Duration>,
@@ -89,7 +91,8 @@ pub(crate) struct Producer<S> {
     /// Hinted parts, to the reader as they are issued.
     pub(crate) hinted: Sender<HintedPart>,
     pub(crate) frontier: Arc<Mutex<Frontier>>,
-    pub(crate) spares: Arc<Spares>,
+    /// Where arriving bytes are charged.
+    pub(crate) admission: Arc<Admission>,
     pub(crate) policy: Policy,
 }
 
@@ -98,9 +101,13 @@ struct Scheduler<S> {
     shared: Producer<S>,
     epoch: Option<Epoch>,
     in_flight: usize,
-    /// The current epoch's requests in flight and their parts, to count
-    /// the bytes still to arrive (a part the reader dropped counts none).
-    flying: Vec<(Request, Weak<Part>)>,
+    /// The current epoch's jobs in flight, their requests and parts, to
+    /// count the bytes still to arrive (the reader may have dropped the
+    /// part: its job still charges what arrives).
+    flying: Vec<(u64, Request, Arc<Part>)>,
+    /// The current hints' jobs in flight and their parts, likewise.
+    hints_flying: Vec<(u64, Arc<Part>)>,
+    next_job: u64,
     /// Blocks issued but not yet in the channel (it was full). The producer
     /// never blocks on the reader: it must keep answering events.
     outbox: VecDeque<Block>,
@@ -126,6 +133,8 @@ impl<S: RangeSource> Producer<S> {
             epoch: None,
             in_flight: 0,
             flying: Vec::new(),
+            hints_flying: Vec::new(),
+            next_job: 0,
             hints: VecDeque::new(),
             hint_generation: 0,
             hint_cancel: Arc::new(AtomicBool::new(false)),
@@ -189,6 +198,7 @@ impl<S: RangeSource> Scheduler<S> {
                 }
             }
             Event::Done {
+                job,
                 epoch,
                 request,
                 ttfb,
@@ -197,10 +207,8 @@ impl<S: RangeSource> Scheduler<S> {
             } => {
                 self.in_flight -= 1;
                 let current = epoch.is_some_and(|epoch| self.is_current(epoch));
-                if current {
-                    self.flying
-                        .retain(|(flying, _)| flying.offset != request.offset);
-                }
+                self.flying.retain(|(flying, _, _)| *flying != job);
+                self.hints_flying.retain(|(flying, _)| *flying != job);
                 // Hinted parts teach the link estimate too.
                 if let (true, true, Some(ttfb)) = (ok, current || epoch.is_none(), ttfb) {
                     self.shared.policy.completed(request, ttfb, total);
@@ -215,6 +223,8 @@ impl<S: RangeSource> Scheduler<S> {
                 // the parts the reader holds stay its own.
                 self.hint_cancel.store(true, Relaxed);
                 self.hint_cancel = Arc::new(AtomicBool::new(false));
+                // Their commits are refused from now on.
+                self.hints_flying.clear();
                 self.hint_generation = generation;
                 // One stream read front to back cannot serve ranges ahead.
                 let requests = if self.shared.source.supports_ranges() {
@@ -255,7 +265,19 @@ impl<S: RangeSource> Scheduler<S> {
         if let Some(epoch) = &self.epoch {
             epoch.cancel.store(true, Relaxed);
         }
+        self.hint_cancel.store(true, Relaxed);
         self.abandon_outbox();
+    }
+
+    /// The bytes blocks may be taking: those charged, and those still to
+    /// arrive of every request in flight whose commits would be taken.
+    fn reserved(&self) -> u64 {
+        self.shared.admission.counting(|| {
+            let flying = self.flying.iter().map(|(_, _, part)| part);
+            let hinted = self.hints_flying.iter().map(|(_, part)| part);
+            let unarrived: u64 = flying.chain(hinted).map(|part| part.unarrived()).sum();
+            self.shared.counters.allocated_for_blocks() + unarrived
+        })
     }
 
     /// Drops blocks of an abandoned epoch that never reached the reader
@@ -300,17 +322,12 @@ impl<S: RangeSource> Scheduler<S> {
         let unarrived = self
             .flying
             .iter()
-            .filter_map(|(request, part)| {
-                let arrived = part.upgrade()?.bytes().len() as u64;
-                Some(request.len.saturating_sub(arrived))
-            })
+            .map(|(_, _, part)| part.unarrived())
             .sum();
         self.shared.policy.set_unarrived(unarrived);
         loop {
-            // Spare buffers are reused, or freed when room is needed.
-            let allocated = self.shared.counters.allocated_for_blocks();
-            let allocated = allocated.saturating_sub(self.shared.spares.charged());
-            let Some(request) = self.shared.policy.next_request(self.in_flight, allocated) else {
+            let reserved = self.reserved();
+            let Some(request) = self.shared.policy.next_request(self.in_flight, reserved) else {
                 break;
             };
             self.shared.policy.issued(request);
@@ -327,8 +344,7 @@ impl<S: RangeSource> Scheduler<S> {
     /// waits for room, made as the reader reads hinted parts through.
     fn schedule_hints(&mut self) {
         while let Some(&request) = self.hints.front() {
-            let allocated = self.shared.counters.allocated_for_blocks();
-            let allocated = allocated.saturating_sub(self.shared.spares.charged());
+            let allocated = self.reserved();
             // Room for one demand block stays free whatever the hints hold;
             // the reader keeps the parts it holds within the hints' room
             // beside the one it waits for (alone, that one goes whatever
@@ -345,7 +361,8 @@ impl<S: RangeSource> Scheduler<S> {
             self.hints.pop_front();
             self.in_flight += 1;
             let cancel = self.hint_cancel.clone();
-            let part = self.start_job(None, &cancel, request);
+            let (job, part) = self.start_job(None, &cancel, request);
+            self.hints_flying.push((job, part.clone()));
             let hinted = HintedPart {
                 generation: self.hint_generation,
                 offset: request.offset,
@@ -360,8 +377,8 @@ impl<S: RangeSource> Scheduler<S> {
     fn spawn(&mut self, epoch: u64, cancel: &Arc<AtomicBool>, request: Request) -> Block {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        let part = self.start_job(Some(epoch), cancel, request);
-        self.flying.push((request, Arc::downgrade(&part)));
+        let (job, part) = self.start_job(Some(epoch), cancel, request);
+        self.flying.push((job, request, part.clone()));
         Block {
             epoch,
             ticket,
@@ -372,26 +389,28 @@ impl<S: RangeSource> Scheduler<S> {
     }
 
     /// Starts the fetch job for `request` (of `epoch`, or a hint) and
-    /// returns the part it fills.
+    /// returns its number and the part it fills.
     fn start_job(
         &mut self,
         epoch: Option<u64>,
         cancel: &Arc<AtomicBool>,
         request: Request,
-    ) -> Arc<Part> {
-        // A hint is charged exactly what was planned (its room was kept
-        // to that): a spare keeps the larger charge of its last use.
-        let (buffer, charge) = self.buffer_for(request.len, epoch.is_some());
+    ) -> (u64, Arc<Part>) {
+        let job = self.next_job;
+        self.next_job += 1;
         let counters = self.shared.counters.clone();
+        let events = Some(self.shared.events_tx.clone());
         let (part, writer) = Part::new(
-            part_buffer(buffer, request.len),
-            charge,
-            self.shared.spares.clone(),
+            part_buffer(request.len),
+            Charge::new(0, counters.clone(), events),
+            self.shared.admission.clone(),
+            cancel.clone(),
             counters.clone(),
         );
         let source = self.shared.source.clone();
         let events = self.shared.events_tx.clone();
         let cancel = cancel.clone();
+        Counters::add(&counters.requests_in_flight, 1);
         self.shared.pool.spawn(move || {
             // Timed from here, not from the spawn: time queued in the pool
             // says nothing about the link.
@@ -400,7 +419,9 @@ impl<S: RangeSource> Scheduler<S> {
                 fetch(&*source, request, writer, &ctx, &counters)
             }))
             .unwrap_or(false);
+            counters.requests_in_flight.fetch_sub(1, Relaxed);
             let done = Event::Done {
+                job,
                 epoch,
                 request,
                 ttfb: ctx.time_to_first_byte(),
@@ -409,24 +430,7 @@ impl<S: RangeSource> Scheduler<S> {
             };
             let _ = events.send(done);
         });
-        part
-    }
-
-    /// A buffer and its charge for a block of `len` bytes, within the
-    /// memory limit: a spare one when one fits and `reuse` allows, else a
-    /// new one charged `len` (spares are freed as room is needed either
-    /// way).
-    fn buffer_for(&self, len: u64, reuse: bool) -> (Option<PartBuffer>, Charge) {
-        let counters = &self.shared.counters;
-        let allocated = || counters.allocated_for_blocks();
-        let limit = self.shared.policy.memory_limit();
-        match self.shared.spares.take(len, &allocated, limit, reuse) {
-            Some((buffer, charge)) => (Some(buffer), charge),
-            None => {
-                let events = Some(self.shared.events_tx.clone());
-                (None, Charge::new(len, counters.clone(), events))
-            }
-        }
+        (job, part)
     }
 
     /// Moves blocks from the outbox into the channel while it has room;
@@ -446,23 +450,14 @@ impl<S: RangeSource> Scheduler<S> {
     }
 }
 
-/// The buffer for a part of `len` bytes: `spare` when it is large enough,
-/// else a new one.
-fn part_buffer(spare: Option<PartBuffer>, len: u64) -> Result<PartBuffer> {
+/// A new buffer for a part of `len` bytes.
+fn part_buffer(len: u64) -> Result<PartBuffer> {
     let len = usize::try_from(len).map_err(|_| Error::InvalidConfig {
         setting: "max_part_size",
         reason: format!("{len} bytes do not fit in memory here"),
     })?;
-    // A reused buffer holds an old block's bytes: only the ones the source
-    // commits are ever read.
-    match spare {
-        Some(mut buffer) if buffer.capacity() >= len => {
-            buffer.set_len(len);
-            Ok(buffer)
-        }
-        _ => PartBuffer::new(len)
-            .map_err(|err| Error::io(format!("cannot allocate a {len}-byte block"), err)),
-    }
+    PartBuffer::new(len)
+        .map_err(|err| Error::io(format!("cannot allocate a {len}-byte block"), err))
 }
 
 /// One fetch job's work: have the source stream the part into its buffer

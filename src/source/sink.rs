@@ -26,8 +26,10 @@ pub struct PartSink<'a> {
     start: *mut u8,
     len: usize,
     filled: usize,
-    /// Told the new `filled` at each commit (the engine publishes there).
-    on_commit: Option<&'a (dyn Fn(usize) + Sync)>,
+    /// Told the new `filled` at each commit: the engine charges the bytes
+    /// and publishes them there, or refuses them (`false`) when the read
+    /// was abandoned.
+    on_commit: Option<&'a (dyn Fn(usize) -> bool + Sync)>,
     _buf: PhantomData<&'a mut [u8]>,
 }
 
@@ -50,8 +52,8 @@ impl<'a> PartSink<'a> {
         }
     }
 
-    /// A sink filling the `len` bytes at `start`, telling `on_commit` of
-    /// each commit.
+    /// A sink filling the `len` bytes at `start`, asking `on_commit` to
+    /// take each commit.
     ///
     /// # Safety
     ///
@@ -61,7 +63,7 @@ impl<'a> PartSink<'a> {
     pub(crate) unsafe fn from_raw(
         start: *mut u8,
         len: usize,
-        on_commit: &'a (dyn Fn(usize) + Sync),
+        on_commit: &'a (dyn Fn(usize) -> bool + Sync),
     ) -> PartSink<'a> {
         PartSink {
             start,
@@ -110,10 +112,16 @@ impl<'a> PartSink<'a> {
     /// [`FetchContext::add_bytes`](crate::FetchContext::add_bytes) before
     /// committing them, so the reader's counters never show bytes handed
     /// over before they were fetched.
+    ///
+    /// In a reader, committed bytes are charged to its memory budget. A
+    /// read the reader abandoned (its [`FetchContext`](crate::FetchContext)
+    /// is cancelled) has its commits refused: [`filled`](Self::filled)
+    /// stays where it was, and the source's next
+    /// [`check_cancelled`](crate::FetchContext::check_cancelled) ends it.
     pub fn commit(&mut self, n: usize) {
-        self.filled += n.min(self.len - self.filled);
-        if let Some(on_commit) = self.on_commit {
-            on_commit(self.filled);
+        let filled = self.filled + n.min(self.len - self.filled);
+        if self.on_commit.is_none_or(|take| take(filled)) {
+            self.filled = filled;
         }
     }
 }
@@ -133,21 +141,26 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
     #[test]
-    fn commits_advance_in_order_are_reported_and_never_pass_the_end() {
+    fn commits_advance_in_order_never_pass_the_end_and_a_refused_one_leaves_filled() {
         let mut buf = [0u8; 10];
         let seen = AtomicUsize::new(0);
-        let report = |filled: usize| seen.store(filled, Relaxed);
+        let report = |filled: usize| {
+            seen.store(filled, Relaxed);
+            filled < 10
+        };
         // SAFETY: `buf` outlives the sink and nothing else touches it.
         let mut sink = unsafe { PartSink::from_raw(buf.as_mut_ptr(), buf.len(), &report) };
         sink.unfilled()[..3].copy_from_slice(&[1, 2, 3]);
         sink.commit(3);
         assert_eq!((sink.filled(), seen.load(Relaxed)), (3, 3));
         assert_eq!(sink.unfilled().len(), 7);
-        sink.unfilled().fill(9);
+        sink.unfilled()[..4].fill(9);
+        sink.commit(4);
+        assert_eq!(sink.filled(), 7);
+        // Refused: the bytes are not the part's.
         sink.commit(100);
-        assert!(sink.is_full());
-        assert_eq!(seen.load(Relaxed), 10);
-        assert!(sink.unfilled().is_empty());
-        assert_eq!(buf, [1, 2, 3, 9, 9, 9, 9, 9, 9, 9]);
+        assert_eq!((sink.filled(), seen.load(Relaxed)), (7, 10));
+        assert_eq!(sink.unfilled().len(), 3);
+        assert_eq!(buf[..7], [1, 2, 3, 9, 9, 9, 9]);
     }
 }

@@ -235,11 +235,12 @@ pub fn build<S: RangeSource>(builder: &ReaderBuilder, source: S) -> PrefetchRead
 }
 
 /// The stats of a dropped reader once every request it left has ended
-/// (nothing allocated any more).
+/// and nothing is allocated any more.
 ///
 /// # Panics
 ///
-/// When something is still allocated after 30 s.
+/// When a request is still in flight or something still allocated after
+/// 30 s.
 pub fn settled(handle: &StatsHandle) -> Stats {
     let mut stats = handle.get();
     wait_until_within(
@@ -247,7 +248,7 @@ pub fn settled(handle: &StatsHandle) -> Stats {
         "the dropped reader's requests to end (nothing allocated)",
         || {
             stats = handle.get();
-            stats.allocated == 0
+            stats.allocated == 0 && stats.requests_in_flight == 0
         },
     );
     stats

@@ -261,6 +261,8 @@ struct Row {
     vs_plain: Option<f64>,
     /// The most bytes the row should fetch, for the access patterns.
     budget: Option<u64>,
+    /// The reader's peak allocated bytes (`Stats::peak_allocated`).
+    peak: Option<u64>,
 }
 
 impl Row {
@@ -549,6 +551,7 @@ fn prefetch(target: &Target, read: u64, options: &ReadOptions, advice: Advice) -
         requests: stats.requests,
         fetched: stats.bytes_fetched,
         delivered: stats.bytes_delivered,
+        peak: Some(stats.peak_allocated),
         ..Row::default()
     })
 }
@@ -621,6 +624,7 @@ fn random_prefetch(
         requests: stats.requests,
         fetched: stats.bytes_fetched,
         delivered: stats.bytes_delivered,
+        peak: Some(stats.peak_allocated),
         ..Row::default()
     })
 }
@@ -809,6 +813,7 @@ impl Span {
             fetched: stats.bytes_fetched,
             delivered: self.bytes,
             budget: Some(budget),
+            peak: Some(stats.peak_allocated),
             ..Row::default()
         }
     }
@@ -852,7 +857,7 @@ fn drop_and_settle(reader: PrefetchReader) -> Stats {
     let started = Instant::now();
     loop {
         let stats = handle.get();
-        if stats.allocated == 0 {
+        if stats.allocated == 0 && stats.requests_in_flight == 0 {
             return stats;
         }
         if started.elapsed() >= SETTLE_TIMEOUT {
@@ -941,7 +946,7 @@ impl Report {
         text.push('\n');
         let _ = writeln!(
             text,
-            "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7} {:>10} {:>7}",
+            "{:<16} {:>6} {:>9} {:>9} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7} {:>10} {:>7} {:>7}",
             "case",
             "read",
             "MiB/s",
@@ -953,7 +958,8 @@ impl Report {
             "/plain",
             "secs",
             "fetched",
-            "budget"
+            "budget",
+            "peak"
         );
         self.emit(&text)
     }
@@ -961,7 +967,7 @@ impl Report {
     fn row(&mut self, row: Row) -> Result<()> {
         if self.json {
             return self.emit(&format!(
-                "{{\"case\":\"{}\",\"read_bytes\":{},\"bytes\":{},\"reads\":{},\"seconds\":{},\"mib_per_s\":{},\"reads_per_s\":{},\"ttfb_ms\":{},\"requests\":{},\"fetched_bytes\":{},\"delivered_bytes\":{},\"fetched_per_delivered\":{},\"budget_bytes\":{},\"within_budget\":{},\"vs_link\":{},\"vs_plain\":{},{}}}\n",
+                "{{\"case\":\"{}\",\"read_bytes\":{},\"bytes\":{},\"reads\":{},\"seconds\":{},\"mib_per_s\":{},\"reads_per_s\":{},\"ttfb_ms\":{},\"requests\":{},\"fetched_bytes\":{},\"delivered_bytes\":{},\"fetched_per_delivered\":{},\"budget_bytes\":{},\"within_budget\":{},\"vs_link\":{},\"vs_plain\":{},\"peak_allocated_bytes\":{},{}}}\n",
                 row.case,
                 row.read,
                 row.bytes,
@@ -979,6 +985,7 @@ impl Report {
                     .map_or_else(|| "null".to_owned(), |ok| ok.to_string()),
                 json_number(row.vs_link),
                 json_number(row.vs_plain),
+                row.peak.map_or_else(|| "null".to_owned(), |b| b.to_string()),
                 self.context,
             ));
         }
@@ -986,7 +993,7 @@ impl Report {
             value.map_or_else(|| "-".to_owned(), |v| format!("{v:.precision$}"))
         };
         self.emit(&format!(
-            "{:<16} {:>6} {:>9.1} {:>9.1} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7.2} {:>10} {:>7}\n",
+            "{:<16} {:>6} {:>9.1} {:>9.1} {:>8} {:>8} {:>9} {:>6} {:>7} {:>7.2} {:>10} {:>7} {:>7}\n",
             row.case,
             short_size(row.read),
             row.rate(),
@@ -999,6 +1006,7 @@ impl Report {
             row.elapsed.as_secs_f64(),
             short_size_rounded(row.fetched),
             budget_cell(&row),
+            row.peak.map_or_else(|| "-".to_owned(), short_size_rounded),
         ))
     }
 
