@@ -302,6 +302,9 @@ pub(crate) struct Policy {
     /// The read-ahead part size before the link's limit: doubles per
     /// completed read-ahead part.
     ramp: u64,
+    /// Read-ahead requests made this epoch, counted up to `concurrency`:
+    /// where the first wave's staggering is.
+    wave: u64,
     link: LinkEstimate,
     /// The current hints' byte ranges, sorted and apart.
     hinted: Vec<Range<u64>>,
@@ -321,6 +324,7 @@ impl Policy {
             frontier: 0,
             unarrived: 0,
             ramp: limits.min_part,
+            wave: 0,
             link: LinkEstimate::default(),
             hinted: Vec::new(),
         }
@@ -333,6 +337,7 @@ impl Policy {
         self.frontier = reader.pos.min(self.object_len);
         self.unarrived = 0;
         self.ramp = self.min_part;
+        self.wave = 0;
     }
 
     /// The reader moved on, or needs more.
@@ -438,7 +443,13 @@ impl Policy {
     fn readahead_part(&self) -> u64 {
         let left = (self.object_len - self.frontier).saturating_add(self.unarrived);
         let share = left.div_ceil(self.concurrency as u64);
-        let part = self.steady_part().min(share.max(self.min_part));
+        let steady = self.steady_part();
+        // Near the end the shares keep the connections together instead.
+        let part = if share >= steady {
+            self.staggered(steady)
+        } else {
+            steady.min(share.max(self.min_part))
+        };
         match self.reader.advice {
             // The window is the run: parts a share of it, so it holds one
             // per connection and they all stay busy while it grows.
@@ -448,6 +459,24 @@ impl Policy {
             }
             Advice::Sequential | Advice::Random => part,
         }
+    }
+
+    /// `part`, cut for the first wave of an epoch: its k-th read-ahead part
+    /// of `concurrency` is k/`concurrency` of `part` (never below
+    /// `min_part_size`; a read larger than a part waits on several, all
+    /// in flight). Parts of one size started together end together,
+    /// so the reader, which takes them in order, would find the whole
+    /// window arrived at once, and every connection would wait on a round
+    /// trip at the same moment; staggered, they end one after another, and
+    /// the bytes arrived ahead of a reader keeping pace are about half the
+    /// window.
+    fn staggered(&self, part: u64) -> u64 {
+        let connections = self.concurrency as u64;
+        if self.wave >= connections {
+            return part;
+        }
+        let step = part.saturating_mul(self.wave + 1) / connections;
+        step.clamp(self.min_part.min(part), part)
     }
 
     /// How far ahead of the reader read-ahead reaches now: one part per
@@ -618,6 +647,9 @@ impl Policy {
         debug_assert_eq!(request.offset, self.frontier);
         self.frontier += request.len;
         self.unarrived = self.unarrived.saturating_add(request.len);
+        if request.readahead {
+            self.wave = (self.wave + 1).min(self.concurrency as u64);
+        }
     }
 }
 
@@ -730,6 +762,8 @@ mod tests {
     fn readahead_parts_double_as_they_complete_up_to_the_maximum() {
         let mut p = policy(1 << 40);
         p.restart(state(0, 8 * KIB, 3, 8 * KIB));
+        // Past the first wave's staggering.
+        p.wave = p.concurrency as u64;
         let mut sizes = Vec::new();
         for _ in 0..8 {
             let request = p.next_request(0, 0).expect("room");
@@ -768,9 +802,10 @@ mod tests {
     }
 
     #[test]
-    fn read_size_average_is_a_floor_for_parts() {
+    fn read_size_average_is_a_floor_for_parts_past_the_first_wave() {
         let mut p = policy(1 << 40);
         p.restart(state(0, 8 * MIB, 3, 8 * MIB));
+        p.wave = p.concurrency as u64;
         let trace = drain(&mut p);
         assert!(trace.iter().all(|r| r.len == 8 * MIB), "{trace:?}");
     }
@@ -978,7 +1013,7 @@ mod tests {
     }
 
     #[test]
-    fn a_sequential_reader_gets_full_parts_from_the_start_and_a_normal_one_ramps() {
+    fn a_sequential_reader_gets_staggered_then_full_parts_from_the_start_and_a_normal_one_ramps() {
         let len = 1 << 30;
         let full = policy(len).part_cap();
         let first_parts = |advice| {
@@ -995,7 +1030,15 @@ mod tests {
             sizes
         };
         let sequential = first_parts(Advice::Sequential);
-        assert!(sequential.iter().all(|&len| len == full), "{sequential:?}");
+        // Staggered over the first wave, k/16 of a full part for the k-th,
+        // then full.
+        let staggered = (1..=16).map(|k| (full * k / 16).max(MIB));
+        let expected: Vec<u64> = staggered
+            .chain(std::iter::repeat(full))
+            .take(sequential.len())
+            .collect();
+        assert_eq!(sequential, expected);
+        assert!(sequential.len() > 16, "{sequential:?}");
         let normal = first_parts(Advice::Normal);
         assert!(normal.iter().all(|&len| len == MIB), "{normal:?}");
     }
