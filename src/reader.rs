@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 use crate::prefetch::block::{Block, BlockData, HintedPart, Waited};
 use crate::prefetch::hints::Hints;
 use crate::prefetch::io_pool::IoPool;
+use crate::prefetch::pace::Pace;
 use crate::prefetch::policy::{
     classify_seek, reports_every_read, Advice, Policy, ReadSizes, ReaderState, SeekKind, SeekView,
 };
@@ -93,6 +94,10 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     streak: u32,
     /// Bytes consumed in order since the last seek.
     run: u64,
+    /// The caller's pace, sampled as it takes each block, and its last
+    /// value (bytes per second, 0 until known).
+    pace: Pace,
+    pace_rate: u64,
     advice: Advice,
     read_sizes: ReadSizes,
     /// An error met after some bytes of a read were copied: returned by
@@ -194,6 +199,8 @@ impl<S: RangeSource> PrefetchReader<S> {
             next_ticket: None,
             streak: 0,
             run: 0,
+            pace: Pace::new(Instant::now()),
+            pace_rate: 0,
             advice: config.advice,
             read_sizes: ReadSizes::default(),
             pending_error: None,
@@ -418,6 +425,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             streak: self.streak,
             io_size: self.read_sizes.average(),
             run: self.run,
+            pace: self.pace_rate,
             advice: self.advice,
         }
     }
@@ -557,6 +565,9 @@ impl<S: RangeSource> PrefetchReader<S> {
                 self.new_epoch();
             }
         }
+        let waited = Duration::from_nanos(self.counters.wait_nanos.load(Relaxed));
+        let delivered = self.counters.bytes_delivered.load(Relaxed);
+        self.pace_rate = self.pace.sample(Instant::now(), delivered, waited);
         let reader = self.reader_state(want);
         if self.started {
             self.send(Event::Progress {

@@ -58,6 +58,7 @@ pub(crate) mod admission;
 pub(crate) mod block;
 pub(crate) mod hints;
 pub(crate) mod io_pool;
+pub(crate) mod pace;
 pub(crate) mod part_buffer;
 pub(crate) mod policy;
 pub(crate) mod producer;

@@ -143,6 +143,12 @@ const READ_SIZE_HISTORY: usize = 10;
 /// busy 32/33 = 97 % of the time (memory permitting: see `part_cap`).
 const PART_ROUND_TRIPS: f64 = 32.0;
 
+/// The largest read-ahead part until both the link's bandwidth and the
+/// reader's pace are measured (a part or two shows both): the window of
+/// such parts is small, so a reader slower than the link does not have
+/// the whole budget fetched for it before its pace is known.
+const UNMEASURED_PART: u64 = 2 << 20;
+
 /// Gaps between hinted ranges narrower than this are fetched with them
 /// until the link is measured (then: its round trip × bandwidth): 1 MiB,
 /// as Arrow's `ReadRangeCache` and parquet's default coalescing.
@@ -225,6 +231,13 @@ impl LinkEstimate {
         Some(bytes.min(u64::MAX as f64) as u64)
     }
 
+    /// How many connections carry `pace` bytes per second, once the
+    /// bandwidth of one is known.
+    pub(crate) fn connections_for(&self, pace: u64) -> Option<u64> {
+        let connections = pace as f64 / self.bytes_per_sec?;
+        Some(connections.ceil().min(u64::MAX as f64) as u64)
+    }
+
     /// The part size that keeps a connection 95 % busy, once both the round
     /// trip and the bandwidth are known.
     pub(crate) fn part_size(&self) -> Option<u64> {
@@ -279,6 +292,9 @@ pub(crate) struct ReaderState {
     /// Bytes it consumed in order since its last seek: under
     /// [`Advice::Normal`], how far ahead of it requests may reach.
     pub(crate) run: u64,
+    /// How fast it consumes bytes that are ready, in bytes per second (0
+    /// until measured).
+    pub(crate) pace: u64,
     /// What it said to expect.
     pub(crate) advice: Advice,
 }
@@ -302,8 +318,8 @@ pub(crate) struct Policy {
     /// The read-ahead part size before the link's limit: doubles per
     /// completed read-ahead part.
     ramp: u64,
-    /// Read-ahead requests made this epoch, counted up to `concurrency`:
-    /// where the first wave's staggering is.
+    /// Read-ahead requests made this epoch once measured, counted up to
+    /// `concurrency`: where the first wave's staggering is.
     wave: u64,
     link: LinkEstimate,
     /// The current hints' byte ranges, sorted and apart.
@@ -426,6 +442,11 @@ impl Policy {
         let cap = self.part_cap();
         let floor = self.reader.io_size.clamp(self.min_part, cap);
         let target = self.link.part_size().unwrap_or(cap);
+        let target = if self.measured() {
+            target
+        } else {
+            target.min(UNMEASURED_PART)
+        };
         // A reader that reads the whole object gets full parts at once:
         // it reads a part's first bytes one round trip after the request,
         // whatever the part's size, and never stops early.
@@ -461,7 +482,14 @@ impl Policy {
         }
     }
 
-    /// `part`, cut for the first wave of an epoch: its k-th read-ahead part
+    /// Whether both the link's bandwidth and the reader's pace are known:
+    /// until then parts are at most [`UNMEASURED_PART`].
+    fn measured(&self) -> bool {
+        self.reader.pace > 0 && self.link.connections_for(1).is_some()
+    }
+
+    /// `part`, cut for the first wave of an epoch (of parts sized once
+    /// the link and the pace are measured): its k-th read-ahead part
     /// of `concurrency` is k/`concurrency` of `part` (never below
     /// `min_part_size`; a read larger than a part waits on several, all
     /// in flight). Parts of one size started together end together,
@@ -472,7 +500,7 @@ impl Policy {
     /// window.
     fn staggered(&self, part: u64) -> u64 {
         let connections = self.concurrency as u64;
-        if self.wave >= connections {
+        if self.wave >= connections || !self.measured() {
             return part;
         }
         let step = part.saturating_mul(self.wave + 1) / connections;
@@ -480,13 +508,22 @@ impl Policy {
     }
 
     /// How far ahead of the reader read-ahead reaches now: one part per
-    /// connection plus the one being read, within the budget, and under
-    /// [`Advice::Normal`] no further than the reader's run.
+    /// connection plus the one being read (for a reader slower than the
+    /// link, per connection its pace needs plus one), within the budget,
+    /// and under [`Advice::Normal`] no further than the reader's run.
     fn window(&self) -> u64 {
         let cap = self.max_prefetch - self.window_behind;
-        let full = (self.concurrency as u64 + 1)
-            .saturating_mul(self.steady_part())
-            .min(cap);
+        // A reader slower than the link needs the connections its pace
+        // fills and one more, not all of them: it would only hold what
+        // the others fetched.
+        let connections = match self.reader.pace {
+            0 => None,
+            pace => self.link.connections_for(pace),
+        };
+        let parts = connections.map_or(self.concurrency as u64, |needed| {
+            needed.saturating_add(1).min(self.concurrency as u64)
+        });
+        let full = (parts + 1).saturating_mul(self.steady_part()).min(cap);
         match self.reader.advice {
             Advice::Normal => full.min(self.reader.run),
             Advice::Sequential | Advice::Random => full,
@@ -647,7 +684,7 @@ impl Policy {
         debug_assert_eq!(request.offset, self.frontier);
         self.frontier += request.len;
         self.unarrived = self.unarrived.saturating_add(request.len);
-        if request.readahead {
+        if request.readahead && self.measured() {
             self.wave = (self.wave + 1).min(self.concurrency as u64);
         }
     }
@@ -665,6 +702,15 @@ mod tests {
         Policy::new(Config::default().limits(), len)
     }
 
+    /// A policy whose link is measured: 1 GiB/s per connection, 20 ms to
+    /// first byte, asking for parts larger than any cap.
+    fn measured(len: u64) -> Policy {
+        let mut p = policy(len);
+        let ttfb = Duration::from_millis(20);
+        p.link.record(ttfb, ttfb + Duration::from_secs(1), 1 << 30);
+        p
+    }
+
     /// A reader under [`Advice::Normal`] with an unlimited run: read-ahead
     /// by the streak alone.
     fn state(pos: u64, want: u64, streak: u32, io_size: u64) -> ReaderState {
@@ -674,6 +720,7 @@ mod tests {
             streak,
             io_size,
             run: u64::MAX,
+            pace: u64::MAX,
             advice: Advice::Normal,
         }
     }
@@ -760,7 +807,7 @@ mod tests {
 
     #[test]
     fn readahead_parts_double_as_they_complete_up_to_the_maximum() {
-        let mut p = policy(1 << 40);
+        let mut p = measured(1 << 40);
         p.restart(state(0, 8 * KIB, 3, 8 * KIB));
         // Past the first wave's staggering.
         p.wave = p.concurrency as u64;
@@ -769,13 +816,41 @@ mod tests {
             let request = p.next_request(0, 0).expect("room");
             p.issued(request);
             sizes.push(request.len);
-            // No link measurement: only the ramp limits the size.
+            // No new bandwidth sample: only the ramp limits the size.
             p.completed(request, Duration::ZERO, Duration::ZERO);
             p.progress(state(p.frontier(), 8 * KIB, 4, 8 * KIB));
         }
         // Capped at 15 MiB: 17 parts fit the default 255 MiB window.
         assert_eq!(sizes[..5], [MIB, 2 * MIB, 4 * MIB, 8 * MIB, 15 * MIB]);
         assert_eq!(sizes[5..], [15 * MIB, 15 * MIB, 15 * MIB]);
+    }
+
+    #[test]
+    fn read_ahead_stays_small_until_measured_then_fits_a_slow_readers_pace() {
+        let sequential = |pace| ReaderState {
+            pace,
+            advice: Advice::Sequential,
+            ..state(0, 64 * KIB, 3, 64 * KIB)
+        };
+        // Neither the pace nor the link known: parts of at most 2 MiB.
+        let mut p = policy(1 << 40);
+        p.restart(sequential(0));
+        let unmeasured = drain(&mut p);
+        assert!(unmeasured.iter().all(|r| r.len <= UNMEASURED_PART));
+        // The link known, the pace not: still small.
+        let mut p = measured(1 << 40);
+        p.restart(sequential(0));
+        assert!(drain(&mut p).iter().all(|r| r.len <= UNMEASURED_PART));
+        // Both known, a reader as fast as the link: the whole window.
+        let cap = policy(1 << 40).part_cap();
+        let mut p = measured(1 << 40);
+        p.restart(sequential(u64::MAX));
+        assert_eq!(p.window(), 17 * cap);
+        // A reader at 1.5 connections' pace: two connections and one more,
+        // plus the part being read.
+        let mut p = measured(1 << 40);
+        p.restart(sequential(3 << 29));
+        assert_eq!(p.window(), 4 * cap);
     }
 
     #[test]
@@ -1017,7 +1092,7 @@ mod tests {
         let len = 1 << 30;
         let full = policy(len).part_cap();
         let first_parts = |advice| {
-            let mut p = policy(len);
+            let mut p = measured(len);
             p.restart(ReaderState {
                 advice,
                 ..state(0, 64 * KIB, 3, 64 * KIB)
@@ -1046,7 +1121,7 @@ mod tests {
     #[test]
     fn parts_near_the_end_share_what_is_left_to_transfer_so_connections_finish_together() {
         let len = 40 * MIB;
-        let mut p = policy(len);
+        let mut p = measured(len);
         p.restart(state(0, MIB, 3, MIB));
         p.ramp = 16 * MIB;
         let mut trace = Vec::new();
@@ -1060,7 +1135,7 @@ mod tests {
         assert!(trace.iter().all(|r| r.len == len / 16), "{trace:?}");
 
         // Once what is in flight has arrived, what is left is shared anew.
-        let mut p = policy(len);
+        let mut p = measured(len);
         p.restart(state(0, MIB, 3, MIB));
         p.ramp = 16 * MIB;
         let first = p.next_request(0, 0).expect("a part");
@@ -1158,6 +1233,7 @@ mod tests {
             streak: 40,
             io_size: 64 * KIB,
             run,
+            pace: u64::MAX,
             advice: Advice::Normal,
         });
         // Parts ramped up, on a link that asks for large ones.
