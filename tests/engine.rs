@@ -600,6 +600,33 @@ fn a_boxed_source_makes_the_default_reader_type() {
 // --- memory ------------------------------------------------------------------
 
 #[test]
+fn a_reader_slower_than_the_link_is_not_fetched_the_whole_budget_ahead() {
+    // 1 GiB/s per connection, 1 ms to first byte; the reader takes about
+    // 200 MiB/s: one connection keeps it fed.
+    let len = 256 * MIB;
+    let link = SimulatedLink::new(len, Duration::from_millis(1), 1 << 30);
+    let mut builder = PrefetchReader::builder();
+    builder.max_prefetch(128 * MIB).advice(Advice::Sequential);
+    let mut reader = build(&builder, link);
+    let mut buf = vec![0; MIB as usize];
+    let mut at = 0;
+    while at < len {
+        reader.read_exact(&mut buf).unwrap();
+        assert!(is_pattern(at, &buf), "bytes at {at}");
+        at += MIB;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let peak = reader.stats().peak_allocated;
+    // Its pace asks for three parts of 7.5 MiB after a first window of
+    // 2 MiB parts, not the 128 MiB budget.
+    assert!(
+        peak <= 48 * MIB,
+        "{} MiB held for a slow reader",
+        peak / MIB
+    );
+}
+
+#[test]
 fn requests_in_flight_hold_memory_only_for_the_bytes_that_arrived() {
     let memory = MemorySource::new(pattern(64 * MIB as usize));
     let (source, gate) = BlockingSource::from_offset(memory, 4 * MIB);
