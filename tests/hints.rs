@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{build, bytes_asked, counted, inside, settled, wait_for_waiters, watchdog, KIB, MIB};
-use prefetch_reader::testing::{pattern, BlockingSource, Call, CountingSource, TestServer};
+use prefetch_reader::testing::{
+    is_pattern, pattern, BlockingSource, Call, CountingSource, SimulatedLink, TestServer,
+};
 use prefetch_reader::{Error, HttpSource, MemorySource, PrefetchReader};
 
 const WATCHDOG_SECS: u64 = 60;
@@ -137,6 +139,54 @@ fn a_new_call_replaces_the_hints_not_yet_read() {
         // The first call's part, never read, was dropped by the second.
         assert_eq!(stats.bytes_wasted, 100 * KIB);
         assert_eq!(stats.allocated, 0);
+    });
+}
+
+#[test]
+fn a_new_call_while_a_hinted_part_is_read_leaves_that_part_whole() {
+    watchdog(WATCHDOG_SECS, || {
+        // 256 KiB at 4 MB/s: the part is still arriving when the next
+        // call comes.
+        let link = SimulatedLink::new(4 * MIB, Duration::ZERO, 4_000_000).chunk_size(4096);
+        let mut builder = PrefetchReader::builder();
+        builder
+            .max_prefetch(2 * MIB)
+            .concurrency(2)
+            .max_part_size(256 * KIB)
+            .min_part_size(16 * KIB);
+        let mut reader = build(&builder, link);
+        reader.will_need(&[0..256 * KIB]).expect("hints");
+        let mut head = vec![0; 10];
+        reader.read_exact(&mut head).expect("read");
+        reader.will_need(&[2 * MIB..2 * MIB + 10]).expect("hints");
+        let mut rest = vec![0; 256 * KIB as usize - 10];
+        reader.read_exact(&mut rest).expect("the rest of the part");
+        assert!(is_pattern(0, &head) && is_pattern(10, &rest));
+    });
+}
+
+#[test]
+fn a_read_beside_a_held_hint_finds_room_whatever_the_smallest_part() {
+    watchdog(WATCHDOG_SECS, || {
+        // Parts of at least 768 KiB in a 1 MiB budget: a read-ahead part
+        // does not fit beside the 500 KiB hint, so the read must not ask
+        // for one.
+        let mut builder = PrefetchReader::builder();
+        builder
+            .max_prefetch(MIB)
+            .window_behind(0)
+            .concurrency(2)
+            .min_part_size(768 * KIB)
+            .max_part_size(MIB)
+            .advice(prefetch_reader::Advice::Sequential);
+        let mut reader = build(&builder, MemorySource::new(pattern(4 * MIB as usize)));
+        reader
+            .will_need(&[2 * MIB..2 * MIB + 500 * KIB])
+            .expect("hints");
+        reader.wait_until_quiet().expect("quiet");
+        read_range(&mut reader, 0..10);
+        read_range(&mut reader, 2 * MIB..2 * MIB + 500 * KIB);
+        assert!(reader.stats().peak_allocated <= MIB);
     });
 }
 

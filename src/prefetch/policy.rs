@@ -571,6 +571,9 @@ impl Policy {
                 (true, Advice::Normal) => self.readahead_part().min(demand.max(self.reader.run)),
                 (true, _) => self.readahead_part(),
             }
+            // A read-ahead part may be larger than the room kept for
+            // what the reader waits for beside hints; the demand never is.
+            .min(self.largest_block())
         } else if readahead {
             let ahead = self.frontier.saturating_sub(self.reader.pos);
             let room = self.window().saturating_sub(ahead);

@@ -112,8 +112,8 @@ struct Scheduler<S> {
     /// never blocks on the reader: it must keep answering events.
     outbox: VecDeque<Block>,
     next_ticket: u64,
-    /// The current hints' requests not yet made, their generation and
-    /// cancel flag.
+    /// The current hints' requests not yet made, their generation, and the
+    /// cancel flag of every hinted request (set at close).
     hints: VecDeque<Request>,
     hint_generation: u64,
     hint_cancel: Arc<AtomicBool>,
@@ -219,12 +219,10 @@ impl<S: RangeSource> Scheduler<S> {
                 ranges,
                 plan,
             } => {
-                // Hints of earlier calls still on their way are abandoned;
-                // the parts the reader holds stay its own.
-                self.hint_cancel.store(true, Relaxed);
-                self.hint_cancel = Arc::new(AtomicBool::new(false));
-                // Their commits are refused from now on.
-                self.hints_flying.clear();
+                // Hints of earlier calls not requested yet are dropped.
+                // Those in flight finish, still counted: the reader may be
+                // reading one of them (the parts it holds stay its own),
+                // and cutting it short would fail that read.
                 self.hint_generation = generation;
                 // One stream read front to back cannot serve ranges ahead.
                 let requests = if self.shared.source.supports_ranges() {
