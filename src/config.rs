@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rayon::ThreadPool;
 
+use crate::budget::MemoryBudget;
 use crate::error::{Error, Result};
 use crate::prefetch::policy::{Advice, Limits};
 use crate::reader::PrefetchReader;
@@ -69,8 +70,9 @@ pub const MAX_CONCURRENCY: usize = 1024;
 /// useful buffer, and low enough that sums of settings cannot overflow.
 pub const MAX_SETTING_BYTES: u64 = 1 << 40;
 
-/// The largest `max_part_size`: 4 GiB. A part is one buffer, allocated
-/// whole when it is requested, so it must fit in memory.
+/// The largest `max_part_size`: 4 GiB. A part is one buffer, mapped
+/// whole when it is requested (its pages come as its bytes arrive), so it
+/// must fit in the address space.
 pub const MAX_PART_SIZE_LIMIT: u64 = 4 << 30;
 
 /// Validated settings of one reader.
@@ -84,6 +86,7 @@ pub(crate) struct Config {
     pub(crate) window_behind: u64,
     pub(crate) advice: Advice,
     pub(crate) io_pool: Option<Arc<ThreadPool>>,
+    pub(crate) budget: Option<MemoryBudget>,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             window_behind: DEFAULT_WINDOW_BEHIND,
             advice: Advice::Normal,
             io_pool: None,
+            budget: None,
         }
     }
 }
@@ -112,6 +116,7 @@ impl fmt::Debug for Config {
             .field("window_behind", &self.window_behind)
             .field("advice", &self.advice)
             .field("io_pool", &self.io_pool.as_ref().map(|_| "custom"))
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -314,6 +319,15 @@ impl ReaderBuilder {
     /// [`Error::InvalidConfig`] naming `io_pool` rather than deadlock.
     pub fn io_pool(&mut self, pool: Arc<ThreadPool>) -> &mut Self {
         self.config.io_pool = Some(pool);
+        self
+    }
+
+    /// Shares `budget` with the other readers built with it: their blocks
+    /// together stay within it (beyond each one's own `max_prefetch`),
+    /// each keeping a floor of one block of its own. By default a reader
+    /// shares nothing.
+    pub fn memory_budget(&mut self, budget: &MemoryBudget) -> &mut Self {
+        self.config.budget = Some(budget.clone());
         self
     }
 

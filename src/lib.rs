@@ -51,6 +51,7 @@
 //! any source that fetches each column chunk it reads in one request.
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
+mod budget;
 mod buffers;
 mod config;
 mod error;
@@ -67,6 +68,7 @@ mod stats;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use budget::MemoryBudget;
 pub use config::{
     ReaderBuilder, DEFAULT_CONCURRENCY, DEFAULT_FIRST_REQUEST_SIZE, DEFAULT_MAX_PART_SIZE,
     DEFAULT_MAX_PREFETCH, DEFAULT_MIN_PART_SIZE, DEFAULT_WINDOW_BEHIND, MAX_CONCURRENCY,

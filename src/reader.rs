@@ -163,8 +163,13 @@ impl<S: RangeSource> PrefetchReader<S> {
         let (blocks_tx, blocks) = crossbeam_channel::bounded(2 * config.concurrency);
         // Hinted parts are few (the plan fits in the budget).
         let (hinted_tx, hinted) = crossbeam_channel::unbounded();
+        let membership = config
+            .budget
+            .as_ref()
+            .map(|budget| Arc::new(budget.join(events_tx.clone())));
         let producer = Producer {
             admission: Arc::default(),
+            membership,
             source: source.clone(),
             pool: pool.clone(),
             counters: counters.clone(),

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use common::settled;
 use prefetch_reader::testing::{is_pattern, pattern, CountingSource, Fault, TestServer};
-use prefetch_reader::{Advice, HttpSource, MemorySource, PrefetchReader};
+use prefetch_reader::{
+    Advice, FetchContext, HttpSource, MemorySource, PartSink, PrefetchReader, RangeSource, Result,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -142,4 +144,46 @@ fn bytes_a_forward_seek_skips_are_wasted() {
         stats.bytes_delivered,
         "{stats:?}"
     );
+}
+
+/// A source that commits each part into a sink of its own, not the one it
+/// was given, reporting the bytes it received.
+#[derive(Debug)]
+struct OwnSink(u64);
+
+impl RangeSource for OwnSink {
+    fn len(&self) -> u64 {
+        self.0
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8], _ctx: &FetchContext) -> Result<()> {
+        buf.copy_from_slice(&pattern(self.0 as usize)[offset as usize..][..buf.len()]);
+        Ok(())
+    }
+
+    fn read_streaming(
+        &self,
+        _offset: u64,
+        sink: &mut PartSink<'_>,
+        ctx: &FetchContext,
+    ) -> Result<()> {
+        let own: &'static mut [u8] = Box::leak(vec![0; sink.len()].into_boxed_slice());
+        ctx.add_bytes(own.len() as u64);
+        *sink = PartSink::new(own);
+        sink.commit(sink.len());
+        Ok(())
+    }
+}
+
+#[test]
+fn bytes_a_source_commits_elsewhere_are_fetched_and_wasted_never_delivered() {
+    let mut reader = PrefetchReader::new(OwnSink(100_000)).expect("reader");
+    let handle = reader.stats_handle();
+    let mut buf = vec![0; 1000];
+    assert!(reader.read(&mut buf).is_err(), "the part is truncated");
+    drop(reader);
+    let stats = settled(&handle);
+    assert_eq!(stats.bytes_delivered, 0);
+    assert!(stats.bytes_fetched > 0, "{stats:?}");
+    assert_eq!(stats.bytes_wasted, stats.bytes_fetched, "{stats:?}");
 }

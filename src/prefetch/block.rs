@@ -281,16 +281,18 @@ impl Drop for PartWriter {
 impl PartWriter {
     /// Runs `fill` on a sink over the part's buffer, then marks the part
     /// complete or failed: a part left short of its length (whatever
-    /// became of the sink) is `truncated()`. Returns whether it succeeded.
+    /// became of the sink) is `truncated()`. Returns whether it succeeded,
+    /// and the bytes the part took (its own count, whatever became of the
+    /// sink).
     pub(crate) fn fill(
         self,
         fill: impl FnOnce(&mut PartSink<'_>) -> Result<()>,
         truncated: impl FnOnce(usize) -> Error,
-    ) -> bool {
+    ) -> (bool, usize) {
         let part = &*self.part;
         if matches!(*part.state.lock(), PartState::Failed(_)) {
             // No buffer could be made.
-            return false;
+            return (false, 0);
         }
         let commit = |filled: usize| part.commit(filled);
         // SAFETY: the buffer lives as long as the part, which this writer
@@ -309,7 +311,7 @@ impl PartWriter {
         });
         let ok = result.is_ok();
         part.finish(result);
-        ok
+        (ok, part.filled.load(Acquire))
     }
 }
 
@@ -446,7 +448,7 @@ mod tests {
 
     fn block(len: usize) -> (BlockData, Arc<Counters>) {
         let (part, writer, counters) = part(len);
-        let filled = writer.fill(
+        let (filled, _) = writer.fill(
             |sink| {
                 sink.commit(len);
                 Ok(())
@@ -462,7 +464,7 @@ mod tests {
         let (part, writer, counters) = part(300);
         let (step_tx, step_rx) = crossbeam_channel::bounded::<()>(0);
         let job = std::thread::spawn(move || {
-            writer.fill(
+            let (filled, _) = writer.fill(
                 |sink| {
                     for byte in 0..3u8 {
                         step_rx.recv().expect("step");
@@ -472,7 +474,8 @@ mod tests {
                     Ok(())
                 },
                 |_| Error::Cancelled,
-            )
+            );
+            filled
         });
         let mut data = BlockData::new(part);
         let patience = Duration::from_secs(10);
@@ -506,7 +509,7 @@ mod tests {
             counters.clone(),
         );
         assert_eq!(counters.snapshot().allocated, 0);
-        let filled = writer.fill(
+        let (filled, _) = writer.fill(
             |sink| {
                 sink.unfilled()[..100].fill(1);
                 sink.commit(100);
@@ -533,7 +536,7 @@ mod tests {
     #[test]
     fn a_part_left_short_fails_with_the_truncation_and_its_bytes_stay_usable() {
         let (part, writer, _) = part(100);
-        let filled = writer.fill(
+        let (filled, _) = writer.fill(
             |sink| {
                 sink.unfilled()[..40].fill(7);
                 sink.commit(40);

@@ -421,7 +421,7 @@ impl Policy {
     /// The largest block that fits beside the window behind (and, while
     /// there are hints, in the room kept beside them): no request is
     /// larger, so a read of any size is served within the budget.
-    fn largest_block(&self) -> u64 {
+    pub(crate) fn largest_block(&self) -> u64 {
         if self.hinted.is_empty() {
             self.memory_limit().min(self.max_part)
         } else {

@@ -18,6 +18,7 @@ use super::hints::HintPlan;
 use super::io_pool::IoPool;
 use super::part_buffer::PartBuffer;
 use super::policy::{Policy, ReaderState, Request};
+use crate::budget::Membership;
 use crate::error::{Error, Result};
 use crate::source::{FetchContext, RangeSource};
 use crate::stats::Counters;
@@ -93,6 +94,9 @@ pub(crate) struct Producer<S> {
     pub(crate) frontier: Arc<Mutex<Frontier>>,
     /// Where arriving bytes are charged.
     pub(crate) admission: Arc<Admission>,
+    /// The reader's place in a budget it shares with others, if any: its
+    /// fetch jobs keep it until they end, so what they hold stays counted.
+    pub(crate) membership: Option<Arc<Membership>>,
     pub(crate) policy: Policy,
 }
 
@@ -162,6 +166,9 @@ impl<S: RangeSource> Scheduler<S> {
                 }
             }
             self.schedule();
+            if let Some(membership) = &self.shared.membership {
+                membership.publish(self.reserved());
+            }
             if !self.flush() {
                 break;
             }
@@ -328,6 +335,9 @@ impl<S: RangeSource> Scheduler<S> {
             let Some(request) = self.shared.policy.next_request(self.in_flight, reserved) else {
                 break;
             };
+            if !self.shared_room_for(reserved + request.len) {
+                break;
+            }
             self.shared.policy.issued(request);
             self.in_flight += 1;
             let block = self.spawn(number, &cancel, request);
@@ -349,8 +359,12 @@ impl<S: RangeSource> Scheduler<S> {
             // its size).
             let needed = self.needed == Some(request.offset);
             let limit = self.shared.policy.hint_limit();
-            let fits = allocated.saturating_add(request.len) <= limit || (needed && allocated == 0);
-            if self.in_flight >= self.shared.policy.concurrency() || !fits {
+            // Alone, the part the reader waits for goes whatever its size,
+            // and whatever readers sharing a budget hold.
+            let alone = needed && allocated == 0;
+            let fits = allocated.saturating_add(request.len) <= limit
+                && self.shared_room_for(allocated + request.len);
+            if self.in_flight >= self.shared.policy.concurrency() || !(fits || alone) {
                 return;
             }
             if needed {
@@ -369,6 +383,16 @@ impl<S: RangeSource> Scheduler<S> {
             // The reader may be gone; then the part is freed here.
             let _ = self.shared.hinted.send(hinted);
         }
+    }
+
+    /// Whether a budget shared with other readers, if any, has room for
+    /// this reader to reserve `reserved` bytes: beside the others, or
+    /// within its floor of one block.
+    fn shared_room_for(&self, reserved: u64) -> bool {
+        self.shared
+            .membership
+            .as_ref()
+            .is_none_or(|membership| membership.fits(reserved, self.shared.policy.largest_block()))
     }
 
     /// Starts the fetch job for `request` and returns its block.
@@ -408,6 +432,7 @@ impl<S: RangeSource> Scheduler<S> {
         let source = self.shared.source.clone();
         let events = self.shared.events_tx.clone();
         let cancel = cancel.clone();
+        let membership = self.shared.membership.clone();
         Counters::add(&counters.requests_in_flight, 1);
         self.shared.pool.spawn(move || {
             // Timed from here, not from the spawn: time queued in the pool
@@ -418,6 +443,7 @@ impl<S: RangeSource> Scheduler<S> {
             }))
             .unwrap_or(false);
             counters.requests_in_flight.fetch_sub(1, Relaxed);
+            drop(membership);
             let done = Event::Done {
                 job,
                 epoch,
@@ -475,8 +501,7 @@ fn fetch<S: RangeSource>(
         panic::catch_unwind(AssertUnwindSafe(|| source.location()))
             .unwrap_or_else(|_| "the object".to_owned())
     };
-    let mut committed = 0;
-    let ok = writer.fill(
+    let (ok, committed) = writer.fill(
         |sink| {
             ctx.check_cancelled()?;
             let result = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -495,7 +520,6 @@ fn fetch<S: RangeSource>(
                     location()
                 )))
             });
-            committed = sink.filled() as u64;
             result
         },
         |filled| Error::Truncated {
@@ -505,6 +529,7 @@ fn fetch<S: RangeSource>(
             received: filled as u64,
         },
     );
+    let committed = committed as u64;
     // Bytes served from what the open received were counted at open.
     let received = ctx.bytes_received() + ctx.bytes_from_open();
     if received < committed {
