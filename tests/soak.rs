@@ -3,7 +3,9 @@
 //! requests are in flight, some while their source is stuck), must all end:
 //! every close and drop returns (both join the reader's producer thread),
 //! and the bytes allocated for blocks, summed over readers, go back to zero
-//! once the stuck sources are released.
+//! once the stuck sources are released. Readers sharing one memory budget,
+//! several alive at once per thread and read in turn, stay within it plus
+//! a block each, and leave it empty.
 
 mod common;
 
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use common::{watchdog, KIB, MIB};
 use prefetch_reader::testing::{is_pattern, pattern, BlockingSource, Gate, SimulatedLink};
-use prefetch_reader::{MemorySource, PrefetchReader, RangeSource, StatsHandle};
+use prefetch_reader::{MemoryBudget, MemorySource, PrefetchReader, RangeSource, StatsHandle};
 
 /// Readers per worker thread, and worker threads.
 const READERS: usize = 1000;
@@ -135,4 +137,76 @@ fn thousands_of_readers_end_and_release_all_their_memory() {
     });
     let delivered: u64 = allocated.iter().map(|h| h.get().bytes_delivered).sum();
     assert!(delivered > 0);
+}
+
+/// Readers per worker alive at once over one shared budget, and rounds of
+/// them per worker.
+const LIVE: usize = 4;
+const ROUNDS: usize = 60;
+
+#[test]
+fn readers_sharing_a_budget_stay_within_it_and_leave_it_empty() {
+    let budget = MemoryBudget::new(8 * MIB);
+    // The readers' floor: a 512 KiB part each, beyond the budget.
+    let bound = 8 * MIB + (WORKERS * LIVE) as u64 * 512 * KIB;
+    let shared = budget.clone();
+    let most = watchdog(240, move || {
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let budget = shared.clone();
+                thread::spawn(move || {
+                    let mut rng = fastrand::Rng::with_seed(0x5eed + w as u64);
+                    let mut buf = vec![0; 300 * KIB as usize];
+                    let mut most = 0;
+                    for _ in 0..ROUNDS {
+                        let mut readers: Vec<_> = (0..LIVE)
+                            .map(|_| {
+                                let latency = Duration::from_micros(rng.u64(..300));
+                                let link = SimulatedLink::new(4 * MIB, latency, 0);
+                                let mut builder = PrefetchReader::builder();
+                                builder
+                                    .concurrency(rng.usize(1..=8))
+                                    .min_part_size(64 * KIB)
+                                    .max_part_size(512 * KIB)
+                                    .max_prefetch(4 * MIB)
+                                    .memory_budget(&budget);
+                                builder.build(link).expect("valid settings")
+                            })
+                            .collect();
+                        // One thread reads them in turn, as a merge would.
+                        for _ in 0..40 {
+                            let reader = &mut readers[rng.usize(..LIVE)];
+                            if rng.u64(..4) == 0 {
+                                let to = rng.u64(..4 * MIB);
+                                reader.seek(SeekFrom::Start(to)).expect("seek");
+                            }
+                            let at = reader.stream_position().expect("position");
+                            let size = rng.usize(..buf.len());
+                            let n = reader.read(&mut buf[..size]).expect("read");
+                            assert!(is_pattern(at, &buf[..n]), "bytes at {at}");
+                            most = most.max(budget.reserved());
+                        }
+                        for mut reader in readers {
+                            if rng.bool() {
+                                reader.close().expect("close");
+                            }
+                        }
+                    }
+                    most
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("worker"))
+            .max()
+            .unwrap_or(0)
+    });
+    assert!(most <= bound, "{most} reserved, over {bound}");
+    // Every reader leaves once its last request ends.
+    watchdog(60, move || {
+        while budget.readers() > 0 || budget.reserved() > 0 {
+            thread::sleep(Duration::from_millis(10));
+        }
+    });
 }
