@@ -8,7 +8,7 @@
 //! budget did not hold yet, and the next call's plan replaces whatever is
 //! left.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::block::{BlockData, HintedPart};
 use super::policy::Request;
@@ -36,6 +36,11 @@ pub(crate) struct Hints {
     slots: BTreeMap<u64, Slot>,
     /// Each planned request's place in the plan, by offset.
     places: HashMap<u64, usize>,
+    /// The slots holding a part, by place then offset, and the bytes of
+    /// their requests: what [`make_room_for`](Self::make_room_for) drops
+    /// from, last planned first, without walking the plan.
+    held: BTreeSet<(usize, u64)>,
+    held_bytes: u64,
     room: u64,
 }
 
@@ -50,6 +55,8 @@ impl Hints {
     pub(crate) fn replace(&mut self, generation: u64, plan: &HintPlan) {
         self.generation = generation;
         self.room = plan.room;
+        self.held.clear();
+        self.held_bytes = 0;
         self.places = plan
             .requests
             .iter()
@@ -74,8 +81,12 @@ impl Hints {
         if hinted.generation != self.generation {
             return;
         }
-        if let Some(slot) = self.slots.get_mut(&hinted.offset) {
-            slot.part = Some(BlockData::new(hinted.part));
+        let Some(slot) = self.slots.get_mut(&hinted.offset) else {
+            return;
+        };
+        let len = slot.len;
+        if slot.part.replace(BlockData::new(hinted.part)).is_none() {
+            self.hold(hinted.offset, len);
         }
     }
 
@@ -83,11 +94,15 @@ impl Hints {
     /// reader left before its end; one of an earlier call is dropped.
     pub(crate) fn put_back(&mut self, generation: u64, offset: u64, data: BlockData) {
         if generation == self.generation {
+            let len = data.len() as u64;
             let slot = Slot {
-                len: data.len() as u64,
+                len,
                 part: Some(data),
             };
-            self.slots.insert(offset, slot);
+            if let Some(old) = self.slots.insert(offset, slot) {
+                self.release(offset, &old);
+            }
+            self.hold(offset, len);
         }
     }
 
@@ -106,7 +121,9 @@ impl Hints {
     /// Takes out the issued part of the request at `offset`, to be read.
     pub(crate) fn take(&mut self, offset: u64) -> Option<BlockData> {
         self.slots.get(&offset)?.part.as_ref()?;
-        self.slots.remove(&offset)?.part
+        let slot = self.slots.remove(&offset)?;
+        self.release(offset, &slot);
+        slot.part
     }
 
     /// Drops parts held (other than the one at `offset`, planned last
@@ -114,21 +131,19 @@ impl Hints {
     /// room: the producer makes that request only then. A dropped part is
     /// no longer a hint; a read there fetches as usual.
     pub(crate) fn make_room_for(&mut self, offset: u64) {
-        let want = self.slots.get(&offset).map_or(0, |slot| slot.len);
-        let mut held: Vec<(usize, u64, u64)> = self
-            .slots
-            .iter()
-            .filter(|(&at, slot)| at != offset && slot.part.is_some())
-            .map(|(&at, slot)| (self.places.get(&at).copied().unwrap_or(0), at, slot.len))
-            .collect();
-        held.sort_unstable();
-        let mut total: u64 = held.iter().map(|&(_, _, len)| len).sum();
-        while total.saturating_add(want) > self.room {
-            let Some((_, at, len)) = held.pop() else {
+        let (want, own) = match self.slots.get(&offset) {
+            Some(slot) if slot.part.is_some() => (slot.len, slot.len),
+            Some(slot) => (slot.len, 0),
+            None => (0, 0),
+        };
+        while (self.held_bytes - own).saturating_add(want) > self.room {
+            let last = self.held.iter().rev().find(|&&(_, at)| at != offset);
+            let Some(&(_, at)) = last else {
                 return;
             };
-            self.slots.remove(&at);
-            total -= len;
+            if let Some(slot) = self.slots.remove(&at) {
+                self.release(at, &slot);
+            }
         }
     }
 
@@ -136,6 +151,24 @@ impl Hints {
     pub(crate) fn clear(&mut self) {
         self.slots.clear();
         self.places.clear();
+        self.held.clear();
+        self.held_bytes = 0;
+    }
+
+    /// Counts the part now held at `offset`, for a request of `len` bytes.
+    fn hold(&mut self, offset: u64, len: u64) {
+        let place = self.places.get(&offset).copied().unwrap_or(0);
+        if self.held.insert((place, offset)) {
+            self.held_bytes += len;
+        }
+    }
+
+    /// Stops counting `slot`, at `offset`, once out of the plan.
+    fn release(&mut self, offset: u64, slot: &Slot) {
+        let place = self.places.get(&offset).copied().unwrap_or(0);
+        if slot.part.is_some() && self.held.remove(&(place, offset)) {
+            self.held_bytes -= slot.len;
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! starts fetch jobs on the I/O pool, and sends their blocks to the reader in
 //! ticket order.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -119,6 +119,10 @@ struct Scheduler<S> {
     /// The current hints' requests not yet made, their generation, and the
     /// cancel flag of every hinted request (set at close).
     hints: VecDeque<Request>,
+    /// The current hints' requests not made yet, by offset: a request in
+    /// `hints` that is not here was made already (moved ahead for a read
+    /// that waited for it), and is skipped.
+    unissued: HashMap<u64, Request>,
     hint_generation: u64,
     hint_cancel: Arc<AtomicBool>,
     /// The hinted request the reader waits for, at the front of `hints`:
@@ -140,6 +144,7 @@ impl<S: RangeSource> Producer<S> {
             hints_flying: Vec::new(),
             next_job: 0,
             hints: VecDeque::new(),
+            unissued: HashMap::new(),
             hint_generation: 0,
             hint_cancel: Arc::new(AtomicBool::new(false)),
             needed: None,
@@ -238,6 +243,7 @@ impl<S: RangeSource> Scheduler<S> {
                     Vec::new()
                 };
                 self.hints = requests.iter().copied().collect();
+                self.unissued = requests.iter().map(|r| (r.offset, *r)).collect();
                 self.shared.policy.set_hinted(&requests);
                 self.needed = None;
                 let _ = plan.send(HintPlan {
@@ -246,12 +252,11 @@ impl<S: RangeSource> Scheduler<S> {
                 });
             }
             Event::NeedHint { generation, offset } => {
-                let at = self.hints.iter().position(|r| r.offset == offset);
-                if let (true, Some(at)) = (generation == self.hint_generation, at) {
-                    if let Some(request) = self.hints.remove(at) {
-                        self.hints.push_front(request);
-                        self.needed = Some(offset);
-                    }
+                let request = self.unissued.get(&offset).copied();
+                if let (true, Some(request)) = (generation == self.hint_generation, request) {
+                    // Its place further on is skipped once it is made.
+                    self.hints.push_front(request);
+                    self.needed = Some(offset);
                 }
             }
             Event::Taken | Event::Freed => {}
@@ -352,6 +357,10 @@ impl<S: RangeSource> Scheduler<S> {
     /// waits for room, made as the reader reads hinted parts through.
     fn schedule_hints(&mut self) {
         while let Some(&request) = self.hints.front() {
+            if !self.unissued.contains_key(&request.offset) {
+                self.hints.pop_front();
+                continue;
+            }
             let allocated = self.reserved();
             // Room for one demand block stays free whatever the hints hold;
             // the reader keeps the parts it holds within the hints' room
@@ -371,6 +380,7 @@ impl<S: RangeSource> Scheduler<S> {
                 self.needed = None;
             }
             self.hints.pop_front();
+            self.unissued.remove(&request.offset);
             self.in_flight += 1;
             let cancel = self.hint_cancel.clone();
             let (job, part) = self.start_job(None, &cancel, request);
