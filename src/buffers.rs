@@ -33,6 +33,10 @@ pub(crate) struct Buffers {
     keep: usize,
     /// The window behind's charge, taken once it is first filled.
     behind_charge: Option<Charge>,
+    /// Spans of the window (by offset in the object) never handed to the
+    /// caller, skipped by a seek: counted as wasted if they leave the
+    /// window unread, and not at all if read from it.
+    unread_behind: Vec<(u64, u64)>,
     counters: Arc<Counters>,
 }
 
@@ -45,6 +49,7 @@ impl Buffers {
             behind_end: 0,
             keep,
             behind_charge: None,
+            unread_behind: Vec::new(),
             counters,
         }
     }
@@ -102,8 +107,16 @@ impl Buffers {
     /// Records that the `n` bytes from `pos` were handed to the caller (so
     /// the block's unread bytes are counted as wasted when it goes).
     pub(crate) fn delivered(&mut self, pos: u64, n: usize) {
-        if let Some(current) = &mut self.current {
-            // Bytes from the window behind were counted when first read.
+        let end = pos + n as u64;
+        if pos >= self.behind_start() && pos < self.behind_end {
+            // Bytes from the window behind were counted when first read,
+            // or are counted now as they are read at last.
+            self.unread_behind = std::mem::take(&mut self.unread_behind)
+                .into_iter()
+                .flat_map(|(s, e)| [(s, e.min(pos)), (s.max(end), e)])
+                .filter(|(s, e)| s < e)
+                .collect();
+        } else if let Some(current) = &mut self.current {
             if pos >= current.offset {
                 let start = (pos - current.offset) as usize;
                 current.data.delivered(start, start + n);
@@ -140,7 +153,7 @@ impl Buffers {
     /// behind is kept only if it ends where the block starts.
     pub(crate) fn set_current(&mut self, offset: u64, data: BlockData) {
         if self.behind_end != offset {
-            self.behind.clear();
+            self.empty_behind();
         }
         self.current = Some(Current { offset, data });
     }
@@ -148,20 +161,40 @@ impl Buffers {
     /// Empties the window behind (a skip leaves it apart from what comes
     /// next).
     pub(crate) fn clear_behind(&mut self) {
-        self.behind.clear();
+        self.empty_behind();
     }
 
     /// Drops everything buffered; the window's memory stays allocated.
     pub(crate) fn clear(&mut self) {
         self.current = None;
-        self.behind.clear();
+        self.empty_behind();
     }
 
     /// Drops everything and frees the window's memory (close).
     pub(crate) fn free(&mut self) {
         self.current = None;
+        self.empty_behind();
         self.behind = Vec::new();
         self.behind_charge = None;
+    }
+
+    /// Empties the window behind.
+    fn empty_behind(&mut self) {
+        self.behind.clear();
+        self.waste_behind_before(u64::MAX);
+    }
+
+    /// Counts the unread spans of the window before `start` as wasted:
+    /// they are leaving it.
+    fn waste_behind_before(&mut self, start: u64) {
+        let mut wasted = 0;
+        self.unread_behind.retain_mut(|(s, e)| {
+            let gone = (*e).min(start).saturating_sub(*s);
+            wasted += gone;
+            *s = (*s).max(start);
+            s < e
+        });
+        Counters::add(&self.counters.bytes_wasted, wasted);
     }
 
     /// Bytes in the window behind, for `Debug`.
@@ -170,29 +203,40 @@ impl Buffers {
     }
 
     /// Keeps the tail of the finished block `current` in the window behind.
-    fn retire(&mut self, current: Current) {
+    fn retire(&mut self, mut current: Current) {
         let keep = self.keep;
         if keep == 0 {
             return;
         }
         if self.behind_end != current.offset {
-            self.behind.clear();
+            self.empty_behind();
         }
         if self.behind_charge.is_none() {
             // Grown as blocks retire, never allocated whole up front: a
             // large window behind costs memory only once it is filled.
             self.behind_charge = Some(Charge::behind(keep as u64, self.counters.clone()));
         }
-        // The bytes that arrived, ending where they end.
+        // The bytes that arrived, ending where they end; those a seek
+        // skipped go to the window unread.
+        let arrived = current.data.bytes().len();
+        let kept = arrived.min(keep);
+        let skipped = current.data.take_undelivered(arrived - kept, arrived);
+        let offset = current.offset;
+        let unread = skipped
+            .into_iter()
+            .map(|(s, e)| (offset + s as u64, offset + e as u64));
         let bytes = current.data.bytes();
         if bytes.len() >= keep {
-            self.behind.clear();
+            self.empty_behind();
             self.behind.extend_from_slice(&bytes[bytes.len() - keep..]);
         } else {
             let excess = (self.behind.len() + bytes.len()).saturating_sub(keep);
             self.behind.drain(..excess);
             self.behind.extend_from_slice(bytes);
         }
+        self.unread_behind.extend(unread);
         self.behind_end = current.arrived_end();
+        let start = self.behind_start();
+        self.waste_behind_before(start);
     }
 }

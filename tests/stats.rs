@@ -187,3 +187,64 @@ fn bytes_a_source_commits_elsewhere_are_fetched_and_wasted_never_delivered() {
     assert!(stats.bytes_fetched > 0, "{stats:?}");
     assert_eq!(stats.bytes_wasted, stats.bytes_fetched, "{stats:?}");
 }
+
+#[test]
+fn bytes_a_seek_skipped_then_read_from_the_window_behind_are_not_wasted() {
+    let len = 8192;
+    let mut builder = PrefetchReader::builder();
+    builder
+        .max_prefetch(64 << 10)
+        .concurrency(1)
+        .min_part_size(4096)
+        .max_part_size(4096)
+        .first_request_size(4096)
+        .window_behind(4096);
+    let mut reader = builder
+        .build(MemorySource::new(pattern(len)))
+        .expect("reader");
+    let handle = reader.stats_handle();
+    // 100..200 is skipped, then read back from the window behind; every
+    // other byte is read once, in order.
+    for (at, n) in [(0, 100), (200, 4800), (100, 100), (5000, len as u64 - 5000)] {
+        reader.seek(SeekFrom::Start(at)).expect("seek");
+        let mut buf = vec![0; n as usize];
+        reader.read_exact(&mut buf).expect("read");
+        assert!(is_pattern(at, &buf), "bytes at {at}");
+    }
+    drop(reader);
+    let stats = settled(&handle);
+    assert_eq!(stats.bytes_delivered, len as u64);
+    assert_eq!(stats.bytes_fetched, len as u64, "{stats:?}");
+    assert_eq!(stats.bytes_wasted, 0, "{stats:?}");
+}
+
+#[test]
+fn bytes_a_seek_skipped_that_leave_the_window_behind_unread_are_wasted() {
+    let len = 8192;
+    let mut builder = PrefetchReader::builder();
+    builder
+        .max_prefetch(64 << 10)
+        .concurrency(1)
+        .min_part_size(4096)
+        .max_part_size(4096)
+        .first_request_size(4096)
+        .window_behind(4096);
+    let mut reader = builder
+        .build(MemorySource::new(pattern(len)))
+        .expect("reader");
+    let handle = reader.stats_handle();
+    for (at, n) in [(0, 100), (200, len as u64 - 200)] {
+        reader.seek(SeekFrom::Start(at)).expect("seek");
+        let mut buf = vec![0; n as usize];
+        reader.read_exact(&mut buf).expect("read");
+        assert!(is_pattern(at, &buf), "bytes at {at}");
+    }
+    drop(reader);
+    let stats = settled(&handle);
+    assert_eq!(stats.bytes_delivered, len as u64 - 100);
+    assert_eq!(
+        stats.bytes_fetched - stats.bytes_wasted,
+        stats.bytes_delivered,
+        "{stats:?}"
+    );
+}

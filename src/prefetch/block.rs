@@ -373,6 +373,34 @@ impl BlockData {
         self.delivered.splice(first..last, [(lo, hi)]);
     }
 
+    /// The spans of `start..end` of it not handed to the caller, which
+    /// are then taken as handed over: the window behind the reader keeps
+    /// them, and counts them as wasted if they leave it unread.
+    pub(crate) fn take_undelivered(&mut self, start: usize, end: usize) -> Vec<(usize, usize)> {
+        let end = end.min(self.len());
+        let mut gaps = Vec::new();
+        let mut at = start;
+        for &(s, e) in &self.delivered {
+            if e <= at {
+                continue;
+            }
+            if s >= end {
+                break;
+            }
+            if s > at {
+                gaps.push((at, s));
+            }
+            at = at.max(e);
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+        for &(s, e) in &gaps {
+            self.delivered(s, e);
+        }
+        gaps
+    }
+
     /// Whether every byte of it was handed to the caller.
     pub(crate) fn read_through(&self) -> bool {
         self.delivered_bytes() >= self.len()
@@ -550,6 +578,18 @@ mod tests {
             Waited::Failed(Error::Terminated(message)) => assert_eq!(message, "short at 40"),
             _ => panic!("the truncation is the part's error"),
         }
+    }
+
+    #[test]
+    fn undelivered_spans_taken_for_the_window_behind_are_not_wasted_by_the_part() {
+        let (mut data, counters) = block(1000);
+        data.delivered(100, 200);
+        data.delivered(300, 400);
+        assert_eq!(data.take_undelivered(150, 900), [(200, 300), (400, 900)]);
+        assert_eq!(data.take_undelivered(150, 900), []);
+        drop(data);
+        // 0..100 and 900..1000 were neither handed over nor taken.
+        assert_eq!(counters.snapshot().bytes_wasted, 200);
     }
 
     #[test]
