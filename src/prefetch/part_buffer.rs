@@ -7,9 +7,11 @@
 //! free, so the next ones come from the heap), and the process would hold
 //! far more than the reader's accounting says. A fresh map is also zeroed
 //! by the kernel page by page as it is written, never up front, so a part
-//! takes memory as its bytes arrive, as they are charged. Maps ask for
-//! huge pages where the system gives them on request, so filling one
-//! faults a page per 2 MiB rather than per 4 KiB.
+//! takes memory as its bytes arrive, as they are charged. Maps do not ask
+//! for huge pages: they would take a fault per 2 MiB rather than per 4 KiB,
+//! but a huge page the kernel must first compact memory for stalls the
+//! fetch job for up to a few hundred milliseconds, and a part's partly
+//! filled last page would hold up to 2 MiB that was not charged.
 
 use std::io;
 
@@ -18,10 +20,6 @@ use memmap2::MmapMut;
 /// Buffers at least this large are mapped; smaller ones (first requests,
 /// small demand reads) are plain heap allocations, cheaper to make.
 const MAP_THRESHOLD: usize = 256 * 1024;
-
-/// A huge page: maps at least this large are worth one.
-#[cfg(target_os = "linux")]
-const HUGE_PAGE: usize = 2 << 20;
 
 /// A block's buffer, of the block's length.
 pub(crate) struct PartBuffer {
@@ -42,11 +40,7 @@ impl PartBuffer {
     pub(crate) fn new(len: usize) -> io::Result<PartBuffer> {
         let memory = if len >= MAP_THRESHOLD {
             let map = MmapMut::map_anon(len)?;
-            #[cfg(target_os = "linux")]
-            if len >= HUGE_PAGE {
-                // Only advice: without huge pages the map works as well.
-                let _ = map.advise(memmap2::Advice::HugePage);
-            }
+
             Memory::Mapped(map)
         } else {
             Memory::Heap(vec![0; len])
