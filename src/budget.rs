@@ -3,10 +3,12 @@
 //! Each reader's producer publishes what it has reserved (bytes charged
 //! plus bytes still to arrive of its requests in flight) after every
 //! decision, and makes a request only if it fits beside what the others
-//! reserved, or within its own floor: one block of its own, whatever the
-//! others hold, so no reader waits on another's unread bytes (a caller
-//! reading two objects in turn would otherwise deadlock). A reader that
-//! found no room is woken when another's reservation falls.
+//! reserved, or within its own floor (one block; with hints, its own
+//! budget), whatever the others hold, so no reader waits on another's
+//! unread bytes (a caller reading two objects in turn would otherwise
+//! deadlock). A request that fits is counted at once, so readers deciding
+//! together cannot each take the same room. A reader that found no room
+//! is woken when another's reservation falls.
 
 use std::fmt;
 use std::sync::Arc;
@@ -20,9 +22,12 @@ use crate::prefetch::producer::Event;
 /// own [`max_prefetch`](crate::ReaderBuilder::max_prefetch): readers built
 /// with [`ReaderBuilder::memory_budget`](crate::ReaderBuilder::memory_budget)
 /// start requests only while what they all hold and have asked for fits in
-/// it. Each keeps a floor of one block beyond it, so a reader always makes
-/// progress: together they hold at most the budget plus one block each.
-/// Without a shared budget a reader is bounded by its `max_prefetch` alone.
+/// it. Each keeps a floor beyond it, so a reader always makes progress: one
+/// block, or while it has hints from
+/// [`will_need`](crate::PrefetchReader::will_need) its own `max_prefetch`
+/// (its hints were planned within that). Together readers hold at most the
+/// budget plus their floors. Without a shared budget a reader is bounded
+/// by its `max_prefetch` alone.
 ///
 /// ```
 /// use prefetch_reader::{MemoryBudget, MemorySource, PrefetchReader};
@@ -150,6 +155,10 @@ impl Membership {
         let fits = reserved <= floor || others.saturating_add(reserved) <= self.budget.0.limit;
         if let Some(me) = members.list.iter_mut().find(|m| m.id == self.id) {
             me.waiting = !fits;
+            // Taken at once: a reader deciding at the same moment sees it.
+            if fits {
+                me.reserved = me.reserved.max(reserved);
+            }
         }
         fits
     }
@@ -192,7 +201,9 @@ mod tests {
         b.publish(50);
         assert!(matches!(rx_a.try_recv(), Ok(Event::Freed)));
         assert!(a.fits(30, 10));
-        assert_eq!((budget.reserved(), budget.readers()), (50, 2));
+        // What fits is counted at once, before `a` publishes.
+        assert_eq!((budget.reserved(), budget.readers()), (80, 2));
+        assert!(!b.fits(80, 10), "b sees a's 30 at once");
         assert!(!a.fits(60, 10));
         drop(b);
         assert!(matches!(rx_a.try_recv(), Ok(Event::Freed)));

@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use common::{build, settled, watchdog, KIB, MIB};
@@ -97,5 +98,105 @@ fn a_reader_still_reads_while_another_holds_the_whole_shared_budget() {
             "{:?}",
             busy.stats()
         );
+    });
+}
+
+#[test]
+fn a_reader_holding_hinted_parts_still_reads_elsewhere_whatever_the_budget() {
+    watchdog(120, || {
+        for limit in [0, MIB] {
+            let budget = MemoryBudget::new(limit);
+            let mut builder = PrefetchReader::builder();
+            builder
+                .max_prefetch(8 * MIB)
+                .max_part_size(MIB)
+                .min_part_size(64 * KIB)
+                .concurrency(1)
+                .window_behind(0)
+                .memory_budget(&budget);
+            let mut reader = build(&builder, link(8 * MIB));
+            reader
+                .will_need(&[4 * MIB..5 * MIB, 0..MIB])
+                .expect("hints");
+            reader.wait_until_quiet().expect("quiet");
+            // Away from the hints first, then into the second one.
+            for at in [6 * MIB, 0, 4 * MIB] {
+                reader.seek(SeekFrom::Start(at)).expect("seek");
+                let mut buf = vec![0; 4096];
+                reader.read_exact(&mut buf).expect("read");
+                assert!(is_pattern(at, &buf), "bytes at {at}");
+            }
+        }
+    });
+}
+
+#[test]
+fn readers_deciding_at_the_same_moment_never_take_the_same_room() {
+    watchdog(120, || {
+        // Tiny parts and wide concurrency: each reader alone would reserve
+        // 64 MiB at its first read.
+        let (readers, limit, part) = (4, 4 * MIB, 64 * KIB);
+        for _ in 0..10 {
+            let budget = MemoryBudget::new(limit);
+            let start = Arc::new(Barrier::new(readers));
+            let threads: Vec<_> = (0..readers)
+                .map(|i| {
+                    let (budget, start) = (budget.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        let mut builder = PrefetchReader::builder();
+                        builder
+                            .max_prefetch(64 * MIB)
+                            .max_part_size(part)
+                            .min_part_size(part)
+                            .concurrency(256)
+                            .window_behind(0)
+                            .advice(Advice::Sequential)
+                            .memory_budget(&budget);
+                        let link = SimulatedLink::new(64 * MIB, Duration::from_millis(30), 0);
+                        let mut reader = build(&builder, link);
+                        start.wait();
+                        let at = i as u64 * 8 * MIB;
+                        reader.seek(SeekFrom::Start(at)).expect("seek");
+                        let mut byte = [0];
+                        reader.read_exact(&mut byte).expect("read");
+                        assert!(is_pattern(at, &byte));
+                        let mut most = 0;
+                        for _ in 0..20 {
+                            most = most.max(budget.reserved());
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                        most
+                    })
+                })
+                .collect();
+            for thread in threads {
+                let most = thread.join().expect("reader thread");
+                let bound = limit + readers as u64 * part;
+                assert!(most <= bound, "{most} reserved, over {bound}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_settled_reader_has_left_its_budget() {
+    watchdog(120, || {
+        let budget = MemoryBudget::new(4 * MIB);
+        let builder = sharing(&budget);
+        for _ in 0..100 {
+            let readers: Vec<_> = (0..4).map(|_| build(&builder, link(8 * MIB))).collect();
+            let handles: Vec<_> = readers
+                .into_iter()
+                .map(|mut reader| {
+                    let mut buf = vec![0; 1000];
+                    reader.read_exact(&mut buf).expect("read");
+                    reader.stats_handle()
+                })
+                .collect();
+            for handle in &handles {
+                settled(handle);
+            }
+            assert_eq!((budget.readers(), budget.reserved()), (0, 0));
+        }
     });
 }

@@ -21,7 +21,11 @@
 //! producer makes a request only while what is charged plus what is still
 //! to arrive of every request in flight fits in the budget, so the bytes
 //! buffered never pass it; a stalled reader holds at most that, and a
-//! request in flight costs nothing until its bytes come.
+//! request in flight costs nothing until its bytes come. Readers sharing a
+//! [`MemoryBudget`](crate::MemoryBudget) check a second limit the same way:
+//! each producer publishes what it reserved after every decision, and makes
+//! a request only beside the others' within the shared limit, or within a
+//! floor of one block of its own.
 //!
 //! How bytes travel: the job calls the source's
 //! [`read_streaming`](crate::RangeSource::read_streaming) with a

@@ -421,11 +421,24 @@ impl Policy {
     /// The largest block that fits beside the window behind (and, while
     /// there are hints, in the room kept beside them): no request is
     /// larger, so a read of any size is served within the budget.
-    pub(crate) fn largest_block(&self) -> u64 {
+    fn largest_block(&self) -> u64 {
         if self.hinted.is_empty() {
             self.memory_limit().min(self.max_part)
         } else {
             self.demand_room()
+        }
+    }
+
+    /// What this reader may reserve whatever the other readers sharing a
+    /// budget hold: one block, so a read always finds room; while there
+    /// are hints, the whole memory limit, within which they were planned
+    /// beside the room for a read (the parts it holds could otherwise
+    /// leave no floor for the read it waits on).
+    pub(crate) fn shared_floor(&self) -> u64 {
+        if self.hinted.is_empty() {
+            self.largest_block()
+        } else {
+            self.memory_limit()
         }
     }
 
@@ -1115,7 +1128,10 @@ mod tests {
             .chain(std::iter::repeat(full))
             .take(sequential.len())
             .collect();
-        assert_eq!(sequential, expected);
+        // The last one takes what room is left of the window.
+        let last = sequential.len() - 1;
+        assert_eq!(sequential[..last], expected[..last]);
+        assert!(sequential[last] <= full);
         assert!(sequential.len() > 16, "{sequential:?}");
         let normal = first_parts(Advice::Normal);
         assert!(normal.iter().all(|&len| len == MIB), "{normal:?}");

@@ -397,12 +397,12 @@ impl<S: RangeSource> Scheduler<S> {
 
     /// Whether a budget shared with other readers, if any, has room for
     /// this reader to reserve `reserved` bytes: beside the others, or
-    /// within its floor of one block.
+    /// within its floor.
     fn shared_room_for(&self, reserved: u64) -> bool {
         self.shared
             .membership
             .as_ref()
-            .is_none_or(|membership| membership.fits(reserved, self.shared.policy.largest_block()))
+            .is_none_or(|membership| membership.fits(reserved, self.shared.policy.shared_floor()))
     }
 
     /// Starts the fetch job for `request` and returns its block.
@@ -452,8 +452,9 @@ impl<S: RangeSource> Scheduler<S> {
                 fetch(&*source, request, writer, &ctx, &counters)
             }))
             .unwrap_or(false);
-            counters.requests_in_flight.fetch_sub(1, Relaxed);
+            // Out of the budget before the job counts as ended.
             drop(membership);
+            counters.requests_in_flight.fetch_sub(1, Relaxed);
             let done = Event::Done {
                 job,
                 epoch,
