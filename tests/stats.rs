@@ -9,7 +9,9 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use common::settled;
-use prefetch_reader::testing::{is_pattern, pattern, CountingSource, Fault, TestServer};
+use prefetch_reader::testing::{
+    fill_pattern, is_pattern, pattern, CountingSource, Fault, TestServer,
+};
 use prefetch_reader::{
     Advice, FetchContext, HttpSource, MemorySource, PartSink, PrefetchReader, RangeSource, Result,
     Stats,
@@ -158,7 +160,7 @@ impl RangeSource for OwnSink {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8], _ctx: &FetchContext) -> Result<()> {
-        buf.copy_from_slice(&pattern(self.0 as usize)[offset as usize..][..buf.len()]);
+        fill_pattern(offset, buf);
         Ok(())
     }
 

@@ -498,7 +498,7 @@ impl Policy {
     /// Whether both the link's bandwidth and the reader's pace are known:
     /// until then parts are at most [`UNMEASURED_PART`].
     fn measured(&self) -> bool {
-        self.reader.pace > 0 && self.link.connections_for(1).is_some()
+        self.reader.pace > 0 && self.link.bytes_per_sec.is_some()
     }
 
     /// `part`, cut for the first wave of an epoch (of parts sized once

@@ -361,19 +361,20 @@ impl<S: RangeSource> Scheduler<S> {
                 self.hints.pop_front();
                 continue;
             }
-            let allocated = self.reserved();
+            if self.in_flight >= self.shared.policy.concurrency() {
+                return;
+            }
             // Room for one demand block stays free whatever the hints hold;
             // the reader keeps the parts it holds within the hints' room
-            // beside the one it waits for (alone, that one goes whatever
-            // its size).
+            // beside the one it waits for. Alone, that one goes whatever
+            // its size and whatever readers sharing a budget hold.
+            let reserved = self.reserved();
             let needed = self.needed == Some(request.offset);
-            let limit = self.shared.policy.hint_limit();
-            // Alone, the part the reader waits for goes whatever its size,
-            // and whatever readers sharing a budget hold.
-            let alone = needed && allocated == 0;
-            let fits = allocated.saturating_add(request.len) <= limit
-                && self.shared_room_for(allocated + request.len);
-            if self.in_flight >= self.shared.policy.concurrency() || !(fits || alone) {
+            let alone = needed && reserved == 0;
+            // Asked last: a shared budget counts a request that fits at once.
+            let fits = reserved.saturating_add(request.len) <= self.shared.policy.hint_limit()
+                && self.shared_room_for(reserved + request.len);
+            if !(fits || alone) {
                 return;
             }
             if needed {
