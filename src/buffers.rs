@@ -153,33 +153,28 @@ impl Buffers {
     /// behind is kept only if it ends where the block starts.
     pub(crate) fn set_current(&mut self, offset: u64, data: BlockData) {
         if self.behind_end != offset {
-            self.empty_behind();
+            self.clear_behind();
         }
         self.current = Some(Current { offset, data });
-    }
-
-    /// Empties the window behind (a skip leaves it apart from what comes
-    /// next).
-    pub(crate) fn clear_behind(&mut self) {
-        self.empty_behind();
     }
 
     /// Drops everything buffered; the window's memory stays allocated.
     pub(crate) fn clear(&mut self) {
         self.current = None;
-        self.empty_behind();
+        self.clear_behind();
     }
 
     /// Drops everything and frees the window's memory (close).
     pub(crate) fn free(&mut self) {
         self.current = None;
-        self.empty_behind();
+        self.clear_behind();
         self.behind = Vec::new();
         self.behind_charge = None;
     }
 
-    /// Empties the window behind.
-    fn empty_behind(&mut self) {
+    /// Empties the window behind (a skip leaves it apart from what comes
+    /// next); its unread spans leave it as wasted.
+    pub(crate) fn clear_behind(&mut self) {
         self.behind.clear();
         self.waste_behind_before(u64::MAX);
     }
@@ -209,7 +204,7 @@ impl Buffers {
             return;
         }
         if self.behind_end != current.offset {
-            self.empty_behind();
+            self.clear_behind();
         }
         if self.behind_charge.is_none() {
             // Grown as blocks retire, never allocated whole up front: a
@@ -227,7 +222,7 @@ impl Buffers {
             .map(|(s, e)| (offset + s as u64, offset + e as u64));
         let bytes = current.data.bytes();
         if bytes.len() >= keep {
-            self.empty_behind();
+            self.clear_behind();
             self.behind.extend_from_slice(&bytes[bytes.len() - keep..]);
         } else {
             let excess = (self.behind.len() + bytes.len()).saturating_sub(keep);

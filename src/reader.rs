@@ -94,10 +94,8 @@ pub struct PrefetchReader<S: RangeSource = Box<dyn RangeSource>> {
     streak: u32,
     /// Bytes consumed in order since the last seek.
     run: u64,
-    /// The caller's pace, sampled as it takes each block, and its last
-    /// value (bytes per second, 0 until known).
+    /// The caller's pace, sampled as it takes each block.
     pace: Pace,
-    pace_rate: u64,
     advice: Advice,
     read_sizes: ReadSizes,
     /// An error met after some bytes of a read were copied: returned by
@@ -205,7 +203,6 @@ impl<S: RangeSource> PrefetchReader<S> {
             streak: 0,
             run: 0,
             pace: Pace::new(Instant::now()),
-            pace_rate: 0,
             advice: config.advice,
             read_sizes: ReadSizes::default(),
             pending_error: None,
@@ -430,7 +427,7 @@ impl<S: RangeSource> PrefetchReader<S> {
             streak: self.streak,
             io_size: self.read_sizes.average(),
             run: self.run,
-            pace: self.pace_rate,
+            pace: self.pace.rate(),
             advice: self.advice,
         }
     }
@@ -572,7 +569,7 @@ impl<S: RangeSource> PrefetchReader<S> {
         }
         let waited = Duration::from_nanos(self.counters.wait_nanos.load(Relaxed));
         let delivered = self.counters.bytes_delivered.load(Relaxed);
-        self.pace_rate = self.pace.sample(Instant::now(), delivered, waited);
+        self.pace.sample(Instant::now(), delivered, waited);
         let reader = self.reader_state(want);
         if self.started {
             self.send(Event::Progress {

@@ -34,9 +34,9 @@ impl Pace {
     }
 
     /// Takes a sample at `now`, the caller having been handed `delivered`
-    /// bytes and waited `waited` in all; the pace in bytes per second, 0
-    /// until enough was seen.
-    pub(crate) fn sample(&mut self, now: Instant, delivered: u64, waited: Duration) -> u64 {
+    /// bytes and waited `waited` in all (a sample of too few bytes waits
+    /// for more).
+    pub(crate) fn sample(&mut self, now: Instant, delivered: u64, waited: Duration) {
         let bytes = delivered.saturating_sub(self.delivered_since);
         if bytes >= MIN_SAMPLE_BYTES {
             let elapsed = now.saturating_duration_since(self.since);
@@ -52,6 +52,10 @@ impl Pace {
             self.delivered_since = delivered;
             self.waited_since = waited;
         }
+    }
+
+    /// The pace in bytes per second, 0 until enough was seen.
+    pub(crate) fn rate(&self) -> u64 {
         self.bytes_per_sec
             .map_or(0, |rate| rate.min(u64::MAX as f64) as u64)
     }
@@ -65,23 +69,15 @@ mod tests {
     fn the_pace_counts_the_callers_own_time_not_its_waits() {
         let start = Instant::now();
         let mut pace = Pace::new(start);
-        assert_eq!(
-            pace.sample(start + Duration::from_millis(5), 1000, Duration::ZERO),
-            0
-        );
+        pace.sample(start + Duration::from_millis(5), 1000, Duration::ZERO);
+        assert_eq!(pace.rate(), 0);
         // 10 MiB in 1 s, of which 0.5 s waiting for bytes: 20 MiB/s.
-        let rate = pace.sample(
-            start + Duration::from_secs(1),
-            10 << 20,
-            Duration::from_millis(500),
-        );
-        assert_eq!(rate, 20 << 20);
+        let waited = Duration::from_millis(500);
+        pace.sample(start + Duration::from_secs(1), 10 << 20, waited);
+        assert_eq!(pace.rate(), 20 << 20);
         // Then 10 MiB more in 1 s with no wait: blended towards 10 MiB/s.
-        let rate = pace.sample(
-            start + Duration::from_secs(2),
-            20 << 20,
-            Duration::from_millis(500),
-        );
+        pace.sample(start + Duration::from_secs(2), 20 << 20, waited);
+        let rate = pace.rate();
         assert_eq!(rate, (17.5 * (1 << 20) as f64) as u64);
     }
 }
