@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn bytes_are_charged_as_admitted_and_refused_once_the_read_is_abandoned() {
         let counters = Arc::new(Counters::default());
-        let charge = Charge::new(0, counters.clone(), None);
+        let charge = Charge::empty(counters.clone(), None);
         let admission = Admission::default();
         let cancel = AtomicBool::new(false);
         let mut published = 0;

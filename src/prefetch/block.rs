@@ -32,14 +32,11 @@ pub(crate) struct Charge {
 }
 
 impl Charge {
-    pub(crate) fn new(
-        bytes: u64,
-        counters: Arc<Counters>,
-        events: Option<Sender<Event>>,
-    ) -> Charge {
-        counters.allocate(bytes);
+    /// An empty charge for a part, to grow as its bytes arrive; `events`
+    /// hears when it is freed.
+    pub(crate) fn empty(counters: Arc<Counters>, events: Option<Sender<Event>>) -> Charge {
         Charge {
-            bytes: AtomicU64::new(bytes),
+            bytes: AtomicU64::new(0),
             counters,
             events,
             behind: false,
@@ -463,7 +460,7 @@ mod tests {
 
     fn part(len: usize) -> (Arc<Part>, PartWriter, Arc<Counters>) {
         let counters = Arc::new(Counters::default());
-        let charge = Charge::new(0, counters.clone(), None);
+        let charge = Charge::empty(counters.clone(), None);
         let (part, writer) = Part::new(
             PartBuffer::new(len).map_err(|err| Error::io("buffer", err)),
             charge,
@@ -531,7 +528,7 @@ mod tests {
         let cancel = Arc::new(AtomicBool::new(false));
         let (part, writer) = Part::new(
             PartBuffer::new(300).map_err(|err| Error::io("buffer", err)),
-            Charge::new(0, counters.clone(), None),
+            Charge::empty(counters.clone(), None),
             Arc::default(),
             cancel.clone(),
             counters.clone(),

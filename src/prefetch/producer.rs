@@ -435,7 +435,7 @@ impl<S: RangeSource> Scheduler<S> {
         let events = Some(self.shared.events_tx.clone());
         let (part, writer) = Part::new(
             part_buffer(request.len),
-            Charge::new(0, counters.clone(), events),
+            Charge::empty(counters.clone(), events),
             self.shared.admission.clone(),
             cancel.clone(),
             counters.clone(),
