@@ -29,7 +29,10 @@ fn resident() -> u64 {
 fn a_dropped_readers_blocks_leave_the_process() {
     let before = resident();
     for _ in 0..3 {
-        let link = SimulatedLink::new(256 * MIB, Duration::ZERO, 0);
+        // 20 ms and 25 MiB/s per connection: far slower than the reader,
+        // so its pace asks for every connection, and the link for parts
+        // as large as allowed.
+        let link = SimulatedLink::new(256 * MIB, Duration::from_millis(20), 25 << 20);
         let mut reader = PrefetchReader::builder()
             .concurrency(8)
             .min_part_size(4 * MIB)
